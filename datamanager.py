@@ -1,0 +1,282 @@
+"""Images in, batches out: finding and decoding files, the synthetic faces, the
+on-disk cache, the train/test split, the masks and the tf.data pipelines."""
+import hashlib
+import json
+import os
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps
+
+from synthetic import synthetic_face
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CACHE_VERSION = 1  # bump when decoding changes, so stale caches are never reused
+MASKS = ("center", "random", "facemask")
+
+
+class DataError(Exception):
+    """A problem with the user's data that they can fix; run.py prints it as one line."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """uint8 images [count, size, size, 3] stored back to back in a raw cache file."""
+    path: str
+    count: int
+    size: int
+    skipped: tuple = ()
+
+    @property
+    def image_bytes(self):
+        return self.size * self.size * 3
+
+    def read(self, indices):
+        """Gathers images by index with positional reads, so the set never sits in RAM."""
+        out = np.empty((len(indices), self.size, self.size, 3), np.uint8)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for row, index in enumerate(indices):
+                os.preadv(fd, [out[row]], int(index) * self.image_bytes)
+        finally:
+            os.close(fd)
+        return out
+
+
+def find_images(data_dir, limit=None):
+    """Every image file under data_dir, recursively, sorted by path."""
+    if not os.path.exists(data_dir):
+        raise DataError(f"--data_dir {data_dir}: no such directory; point it at a folder of images")
+    if not os.path.isdir(data_dir):
+        raise DataError(f"--data_dir {data_dir}: not a directory; point it at a folder of images")
+    paths = []
+    for root, dirs, files in os.walk(data_dir, followlinks=True):
+        dirs.sort()
+        for name in dirs:
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                warnings.warn(f"skipping {os.path.join(root, name)}: a directory, not an image")
+        paths += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not paths:
+        raise DataError(f"--data_dir {data_dir}: no {'/'.join(IMAGE_EXTENSIONS)} files found "
+                        "in it or its subfolders")
+    paths.sort()
+    return paths[:limit] if limit else paths
+
+
+def load_image(path, size):
+    """Decodes one file to an upright RGB uint8 [size, size, 3] centre crop."""
+    with Image.open(path) as image:
+        # JPEG only: decode at the largest 1/2, 1/4 or 1/8 DCT scale still >= size.
+        image.draft("RGB", (size, size))
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+            # 16-bit greyscale: keep the top 8 bits instead of clipping to white.
+            image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8))
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, (255, 255, 255))
+            image.paste(rgba, mask=rgba.getchannel("A"))
+        image = image.convert("RGB")
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+        image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return np.asarray(image, np.uint8)
+
+
+def _load_or_none(path, size):
+    try:
+        return load_image(path, size), None
+    except Exception as error:  # any undecodable file is skipped, whatever the library raised
+        return None, f"{type(error).__name__}: {error}".strip()
+
+
+def _synthetic_chunk(seed, start, stop, size):
+    return np.stack([synthetic_face(seed, i, size) for i in range(start, stop)])
+
+
+def _cache_key(description):
+    return hashlib.sha1(json.dumps(description).encode()).hexdigest()[:16]
+
+
+def _progress(done, total, label):
+    if sys.stderr.isatty() or done == total:
+        print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr,
+              flush=True)
+
+
+def _write_cache(path, chunks, total, label):
+    """Writes uint8 chunks to path atomically; returns the count written and what was skipped."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    count, skipped, seen = 0, [], 0
+    with open(tmp, "wb") as out:
+        for images, bad in chunks:
+            out.write(np.ascontiguousarray(images).tobytes())
+            count += len(images)
+            skipped += bad
+            seen += len(images) + len(bad)
+            _progress(seen, total, label)
+    os.replace(tmp, path)
+    return count, skipped
+
+
+def _decode_chunks(paths, size, workers):
+    with ThreadPoolExecutor(workers) as pool:
+        step = 64
+        for start in range(0, len(paths), step):
+            batch = paths[start:start + step]
+            results = list(pool.map(_load_or_none, batch, [size] * len(batch), chunksize=8))
+            yield (np.array([image for image, _ in results if image is not None], np.uint8)
+                   .reshape(-1, size, size, 3),
+                   [(p, why) for p, (image, why) in zip(batch, results) if image is None])
+
+
+def _synthetic_chunks(n, size, seed, workers):
+    step = 64
+    with ThreadPoolExecutor(workers) as pool:
+        starts = range(0, n, step)
+        for images in pool.map(_synthetic_chunk, [seed] * len(starts), starts,
+                               [min(s + step, n) for s in starts], [size] * len(starts)):
+            yield images, []
+
+
+def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None, seed=0,
+                   workers=None):
+    """Decodes every image once into a cache file under cache_dir and returns the ImageSet.
+
+    The cache is keyed by the file list, sizes, modification times and `size`, so a
+    second run with unchanged files decodes nothing.
+    """
+    workers = workers or os.cpu_count()
+    if data_dir is None:
+        description = ["synthetic", CACHE_VERSION, n_synthetic, size, seed]
+        total, label = n_synthetic, f"drawing {n_synthetic} synthetic faces"
+    else:
+        paths = find_images(data_dir, limit)
+        stats = [os.stat(p) for p in paths]
+        description = ["files", CACHE_VERSION, size,
+                       [(p, s.st_size, s.st_mtime_ns) for p, s in zip(paths, stats)]]
+        total, label = len(paths), f"decoding {len(paths)} images from {data_dir}"
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, f"images_{size}px_{_cache_key(description)}.u8")
+    index_path = path + ".json"
+    if os.path.exists(index_path):
+        with open(index_path) as f:
+            index = json.load(f)
+    else:
+        chunks = (_synthetic_chunks(n_synthetic, size, seed, workers) if data_dir is None
+                  else _decode_chunks(paths, size, workers))
+        count, skipped = _write_cache(path, chunks, total, label)
+        index = {"count": count, "skipped": skipped}
+        tmp = f"{index_path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(index, f)
+        os.replace(tmp, index_path)  # written last: its presence marks a complete cache
+    for bad_path, why in index["skipped"]:
+        warnings.warn(f"skipped {bad_path}: {why}")
+    if index["skipped"]:
+        print(f"skipped {len(index['skipped'])} of {total} files that could not be read",
+              file=sys.stderr)
+    if index["count"] == 0:
+        raise DataError(f"--data_dir {data_dir}: none of its {total} image files could be read")
+    return ImageSet(path, index["count"], size, tuple(map(tuple, index["skipped"])))
+
+
+def split(count, test_ratio):
+    """First (1 - test_ratio) of the images train, the rest test, in file-name order."""
+    n_test = int(round(count * test_ratio))
+    if n_test < 1 or n_test >= count:
+        raise DataError(f"--test_ratio {test_ratio} on {count} images leaves "
+                        f"{count - n_test} for training and {n_test} for testing; "
+                        "both need at least one")
+    return np.arange(count - n_test), np.arange(count - n_test, count)
+
+
+# ----------------------------------------------------------------------------- masks
+# Masks are [batch, size, size, 1], 1 inside the hole, broadcast over the channels.
+
+def center_box(size):
+    """(top, left, side) of the centred square hole: (43, 43, 42) at 128."""
+    side = size // 3
+    return size // 2 - side // 2, size // 2 - side // 2, side
+
+
+def _box_mask(top, left, height, width, size):
+    """One [batch, size, size, 1] float mask from per-image box corners and sides."""
+    rows = tf.range(size)[None, :, None]
+    cols = tf.range(size)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < (top + height)[:, None, None])
+              & (cols >= left[:, None, None]) & (cols < (left + width)[:, None, None]))
+    return tf.cast(inside, tf.float32)[..., None]
+
+
+def facemask_region(size):
+    """Where a surgical mask sits on an aligned face: nose bridge to chin, cheek to cheek,
+    with a straight top and a rounded lower edge. float32 [size, size]."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size + 0.5 / size
+    top, bottom, half_width, round_from = 0.47, 0.84, 0.25, 0.62
+    inside = (y >= top) & (y <= bottom) & (np.abs(x - 0.5) <= half_width)
+    # Below round_from the outline is half an ellipse from cheek to cheek down to the chin.
+    lower = ((x - 0.5) / half_width) ** 2 + ((y - round_from) / (bottom - round_from)) ** 2 <= 1
+    return (inside & ((y <= round_from) | lower)).astype(np.float32)
+
+
+def make_masks(kind, batch, size, seed):
+    """A [batch, size, size, 1] mask; `seed` (int32 [2]) makes random boxes reproducible."""
+    if kind == "center":
+        top, left, side = center_box(size)
+        return tf.broadcast_to(_box_mask(tf.constant([top]), tf.constant([left]),
+                                         tf.constant([side]), tf.constant([side]), size),
+                               [batch, size, size, 1])
+    if kind == "facemask":
+        return tf.broadcast_to(tf.constant(facemask_region(size))[None, ..., None],
+                               [batch, size, size, 1])
+    if kind == "random":
+        # Corner uniform in [0, size/2); sides uniform in [size/4, size/2].
+        u = tf.random.stateless_uniform([4, batch], seed, 0, 1)
+        corner = tf.cast(u[:2] * (size // 2), tf.int32)
+        sides = size // 4 + tf.cast(u[2:] * (size // 2 - size // 4 + 1), tf.int32)
+        return _box_mask(corner[0], corner[1], sides[0], sides[1], size)
+    raise ValueError(f"unknown mask {kind!r}; choose one of {MASKS}")
+
+
+# ----------------------------------------------------------------------------- pipelines
+
+def _gather_dataset(images, index_batches):
+    def gather(indices):
+        return images.read(indices)
+
+    def load(indices):
+        batch = tf.numpy_function(gather, [indices], tf.uint8, stateful=False)
+        return tf.ensure_shape(batch, [None, images.size, images.size, 3])
+    return index_batches.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def train_dataset(images, indices, batch, mask, seed, epoch, skip_batches=0):
+    """(uint8 images, float masks) batches for one epoch, in an order and with masks that
+    depend on (seed, epoch) alone, so a resumed run sees exactly the batches it would have.
+
+    The last partial batch is dropped: every step has the global batch size, which keeps one
+    traced graph and even splits across replicas.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(indices)
+    batches = tf.data.Dataset.from_tensor_slices(order).batch(batch, drop_remainder=True)
+    data = _gather_dataset(images, batches).enumerate()
+
+    def add_masks(step, image_batch):
+        mask_seed = tf.stack([tf.cast(seed, tf.int32), tf.cast(epoch * 1_000_003 + step, tf.int32)])
+        return image_batch, make_masks(mask, batch, images.size, mask_seed)
+    return data.map(add_masks).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
+
+
+def test_dataset(images, indices, batch, mask):
+    """(uint8 images, float masks) in file order, the last batch possibly smaller."""
+    batches = tf.data.Dataset.from_tensor_slices(np.asarray(indices)).batch(batch)
+
+    def add_masks(image_batch):
+        return image_batch, make_masks(mask, tf.shape(image_batch)[0], images.size, [0, 0])
+    return _gather_dataset(images, batches).map(add_masks).prefetch(tf.data.AUTOTUNE)

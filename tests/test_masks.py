@@ -1,0 +1,51 @@
+import numpy as np
+
+import datamanager
+
+
+def test_center_mask_at_128_is_the_42_square_at_43():
+    assert datamanager.center_box(128) == (43, 43, 42)
+    mask = datamanager.make_masks("center", 2, 128, [0, 0]).numpy()
+    assert mask.shape == (2, 128, 128, 1)
+    rows, cols = np.nonzero(mask[0, ..., 0])
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (43, 84, 43, 84)
+    assert mask.sum() == 2 * 42 * 42
+    assert np.array_equal(mask[0], mask[1])
+
+
+def test_random_masks_are_one_box_per_image_within_bounds():
+    size = 128
+    masks = datamanager.make_masks("random", 400, size, [3, 4]).numpy()[..., 0]
+    tops, heights, widths = [], [], []
+    for mask in masks:
+        rows, cols = np.nonzero(mask)
+        top, left = rows.min(), cols.min()
+        height, width = rows.max() - top + 1, cols.max() - left + 1
+        assert mask.sum() == height * width  # one solid rectangle
+        assert 0 <= top < size // 2 and 0 <= left < size // 2
+        assert size // 4 <= height <= size // 2 and size // 4 <= width <= size // 2
+        tops.append(top), heights.append(height), widths.append(width)
+    # drawn per image, covering the whole allowed range
+    assert len(set(tops)) > 40 and min(heights) == 32 and max(widths) == 64
+
+
+def test_random_masks_are_reproducible_for_a_seed():
+    a = datamanager.make_masks("random", 8, 64, [1, 2]).numpy()
+    b = datamanager.make_masks("random", 8, 64, [1, 2]).numpy()
+    c = datamanager.make_masks("random", 8, 64, [1, 3]).numpy()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_facemask_covers_the_lower_face_from_nose_to_chin():
+    size = 128
+    mask = datamanager.make_masks("facemask", 1, size, [0, 0]).numpy()[0, ..., 0]
+    rows, cols = np.nonzero(mask)
+    # nose bridge to chin, cheek to cheek, and nothing above the eyes' line
+    assert 0.45 * size <= rows.min() <= 0.5 * size and 0.8 * size <= rows.max() <= 0.88 * size
+    assert 0.22 * size <= cols.min() and cols.max() <= 0.78 * size
+    assert mask[: int(0.45 * size)].sum() == 0
+    # symmetric, and the lower edge is rounded: narrower at the chin than at the cheeks
+    assert np.array_equal(mask, mask[:, ::-1])
+    widths = mask.sum(axis=1)
+    assert widths[rows.max()] < 0.5 * widths[rows.min()]
+    assert 0.15 < mask.mean() < 0.3

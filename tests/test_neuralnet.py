@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import neuralnet
+
+
+def test_parameter_counts_at_128_match_design():
+    assert neuralnet.Generator(128).count_params() == 3_607_331
+    assert neuralnet.Discriminator(128).count_params() == 1_478_033
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_output_shapes_and_ranges(size):
+    x = tf.random.uniform([2, size, size, 3])
+    restored = neuralnet.Generator(size)(x)
+    logits = neuralnet.Discriminator(size)(x)
+    assert restored.shape == (2, size, size, 3)
+    assert logits.shape == (2, 1)
+    assert restored.dtype == tf.float32
+    assert 0.0 <= float(tf.reduce_min(restored)) and float(tf.reduce_max(restored)) <= 1.0
+
+
+def test_generator_layer_shapes_follow_design_table():
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in neuralnet.Generator(128).layers}
+    assert shapes["g_enc1_pool"] == (64, 64, 16)
+    assert shapes["g_enc5_pool"] == (4, 4, 128)
+    assert shapes["g_enc6_conv2"] == (4, 4, 256)
+    assert shapes["g_channelwise_dense"] == (4, 4, 256)
+    assert shapes["g_dec2_upconv"] == (8, 8, 128)
+    assert shapes["g_dec6_conv"] == (128, 128, 16)
+    assert shapes["g_output"] == (128, 128, 3)
+
+
+@pytest.mark.parametrize("size", [0, 48, 100])
+def test_sizes_not_multiple_of_32_are_refused(size):
+    with pytest.raises(ValueError, match="multiple of 32"):
+        neuralnet.Generator(size)
+
+
+def test_channelwise_dense_equals_one_dense_layer_per_channel():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 4, 4, 256)).astype(np.float32)
+    layer = neuralnet.ChannelWiseDense()
+    layer.build(x.shape)
+    layer.bias.assign(rng.normal(size=(256, 16)).astype(np.float32))
+    got = layer(x).numpy()
+    kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+    for c in range(256):
+        dense = tf.keras.layers.Dense(16, activation="elu")
+        dense.build((None, 16))
+        dense.set_weights([kernel[c], bias[c]])
+        expected = dense(x[..., c].reshape(3, 16)).numpy().reshape(3, 4, 4)
+        np.testing.assert_allclose(got[..., c], expected, rtol=1e-5, atol=1e-5)

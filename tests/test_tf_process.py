@@ -1,0 +1,94 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import datamanager
+import neuralnet
+import tf_process
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_epoch_run_writes_every_output(trained_run):
+    out = trained_run
+    # one grid before training, one per epoch after it
+    assert sorted(os.listdir(os.path.join(out, "training"))) == [f"{e:08d}.png" for e in range(3)]
+    with Image.open(os.path.join(out, "training", "00000000.png")) as grid:
+        # four mosaics of the 27 training images (fewer than 100), 6 columns by 5 rows of
+        # 32 px, side by side under their titles
+        assert grid.mode == "RGB" and grid.width == 4 * 6 * 32 + 3 * 4 and grid.height > 5 * 32
+    tests = sorted(os.listdir(os.path.join(out, "test")))
+    assert tests == [f"{i:08d}.png" for i in range(9)]
+    with Image.open(os.path.join(out, "test", tests[0])) as picture:
+        assert picture.size == (3 * 32, 32)
+        panels = np.asarray(picture).reshape(32, 3, 32, 3).transpose(1, 0, 2, 3)
+    top, left, side = datamanager.center_box(32)
+    hole = (slice(top, top + side), slice(left, left + side))
+    assert panels[1][hole].max() == 0  # masked panel: hole blacked out
+    assert np.array_equal(panels[0][:top], panels[2][:top])  # composite keeps the context
+    metrics = _rows(os.path.join(out, "metrics.csv"))
+    assert [int(float(r["epoch"])) for r in metrics] == [1, 2]
+    assert len(_rows(os.path.join(out, "train_loss.csv"))) == 2 * (27 // 4)
+    assert os.path.getsize(os.path.join(out, "loss.png")) > 10_000
+    assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-2")
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(out, "logs")))
+    with open(os.path.join(out, "test_metrics.json")) as f:
+        result = json.load(f)
+    assert result["images"] == 9 and result["mask"] == "center"
+    for key in ("model", "baseline_mean_border_fill"):
+        assert set(result[key]) == {"rec", "psnr", "ssim", "hole_psnr"}
+    assert result["timing"]["test_ms_per_image"] > 0 and result["timing"]["train_seconds"] > 0
+
+
+def test_reconstruction_loss_goes_down(trained_run):
+    steps = [float(r["rec"]) for r in _rows(os.path.join(trained_run, "train_loss.csv"))]
+    assert np.mean(steps[-6:]) < 0.9 * np.mean(steps[:6])
+    epochs = _rows(os.path.join(trained_run, "metrics.csv"))
+    assert float(epochs[1]["test_rec"]) < float(epochs[0]["test_rec"])
+    assert float(epochs[1]["test_hole_psnr"]) > float(epochs[0]["test_hole_psnr"])
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(trained_run):
+    x = tf.random.uniform([2, 32, 32, 3], seed=1)
+    first = neuralnet.Generator(32)
+    second = neuralnet.Generator(32)
+    checkpoint = tf.train.latest_checkpoint(os.path.join(trained_run, "checkpoints"))
+    tf.train.Checkpoint(generator=first).restore(checkpoint).expect_partial()
+    tf.train.Checkpoint(generator=second).restore(checkpoint).expect_partial()
+    assert np.array_equal(first(x).numpy(), second(x).numpy())
+    assert not np.array_equal(first(x).numpy(), neuralnet.Generator(32)(x).numpy())
+
+
+def test_reconstruction_loss_is_the_sum_over_the_hole():
+    images = tf.ones([2, 32, 32, 3])
+    restored = tf.zeros([2, 32, 32, 3])
+    masks = datamanager.make_masks("center", 2, 32, [0, 0])
+    loss = tf_process.reconstruction_loss(images, restored, masks).numpy()
+    np.testing.assert_allclose(loss, [10 * 10 * 3] * 2)
+
+
+def test_hole_psnr_and_baseline_fill():
+    images = tf.concat([tf.fill([1, 32, 32, 3], 0.5), tf.zeros([1, 32, 32, 3])], 0)
+    masks = datamanager.make_masks("center", 2, 32, [0, 0])
+    filled = tf_process.mean_border_fill(images, masks, 1)
+    # on a flat image the border's mean colour is exactly right
+    np.testing.assert_allclose(filled.numpy(), images.numpy(), atol=1e-6)
+    wrong = images + 0.1 * masks
+    np.testing.assert_allclose(tf_process.hole_psnr(images, wrong, masks).numpy(), [20.0, 20.0],
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("fake_logit, expected", [(0.0, np.log(2.0)), (20.0, 0.0)])
+def test_generator_adversarial_loss_is_non_saturating(fake_logit, expected):
+    loss = tf_process.generator_adversarial_loss(tf.constant([[fake_logit]])).numpy()
+    np.testing.assert_allclose(loss, [expected], atol=1e-6)
+    d = tf_process.discriminator_loss(tf.constant([[20.0]]), tf.constant([[-20.0]])).numpy()
+    np.testing.assert_allclose(d, [0.0], atol=1e-6)
