@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 import datamanager
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first
 
 LOSS_NAMES = ("rec", "adv", "total", "disc")
 METRIC_NAMES = ("rec", "psnr", "ssim", "hole_psnr")
@@ -40,6 +40,59 @@ def generator_adversarial_loss(fake_logits):
         tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits), [-1])
 
 
+# ----------------------------------------------------------------------------- devices
+
+def _cpu_has_bfloat16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def configure_devices(gpus=None, mixed_precision=False):
+    """Chooses the devices, the precision policy and the distribution strategy.
+
+    gpus: indices of the GPUs to use (the original hard-coded CUDA_VISIBLE_DEVICES).
+    Returns (strategy, policy name).
+    """
+    physical = tf.config.list_physical_devices("GPU")
+    if gpus is not None:
+        missing = [i for i in gpus if i >= len(physical)]
+        if missing:
+            raise ValueError(f"--gpus {','.join(map(str, gpus))}: this machine has "
+                             f"{len(physical)} GPU(s); pick indices below {len(physical)}")
+        tf.config.set_visible_devices([physical[i] for i in gpus], "GPU")
+    visible = tf.config.get_visible_devices("GPU")
+    for gpu in visible:  # the original's allow_growth: take memory as needed, not all at once
+        tf.config.experimental.set_memory_growth(gpu, True)
+    policy = "float32"
+    if mixed_precision:
+        if visible:
+            policy = "mixed_float16"
+        elif _cpu_has_bfloat16():
+            policy = "mixed_bfloat16"
+    tf.keras.mixed_precision.set_global_policy(policy)
+    if "TF_CONFIG" in os.environ:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif len(visible) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    return strategy, policy
+
+
+def is_chief(strategy):
+    """Only the chief writes pictures, metrics and the real checkpoints."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
+                                             and resolver.task_id == 0)
+
+
 # ----------------------------------------------------------------------------- steps
 
 def to_unit(images):
@@ -47,8 +100,10 @@ def to_unit(images):
 
 
 def make_train_step(generator, discriminator, g_optimizer, d_optimizer, adv_weight,
-                    global_batch, strategy):
-    """One compiled step of the two-player GAN; returns the losses it computed."""
+                    global_batch, strategy, ema_generator, ema_decay, jit_compile=False):
+    """One compiled step of the two-player GAN; returns the losses it computed.
+
+    ema_generator follows an exponential moving average of the generator's weights."""
 
     def replica_step(images, masks):
         images = to_unit(images)
@@ -65,15 +120,24 @@ def make_train_step(generator, discriminator, g_optimizer, d_optimizer, adv_weig
                          "disc": discriminator_loss(real_logits, fake_logits)}
             losses = {name: tf.nn.compute_average_loss(value, global_batch_size=global_batch)
                       for name, value in per_image.items()}
-        g_grads = g_tape.gradient(losses["total"], generator.trainable_variables)
-        d_grads = d_tape.gradient(losses["disc"], discriminator.trainable_variables)
+        # scale_loss is the identity except under float16 loss scaling.
+        g_grads = g_tape.gradient(g_optimizer.scale_loss(losses["total"]),
+                                  generator.trainable_variables)
+        d_grads = d_tape.gradient(d_optimizer.scale_loss(losses["disc"]),
+                                  discriminator.trainable_variables)
         g_optimizer.apply_gradients(zip(g_grads, generator.trainable_variables))
         d_optimizer.apply_gradients(zip(d_grads, discriminator.trainable_variables))
         return losses
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def train_step(images, masks):
         losses = strategy.run(replica_step, args=(images, masks))
+        # GAN weights jitter from step to step; their average restores faces more steadily.
+        # The warm-up keeps the average from dwelling on the random initial weights.
+        step = tf.cast(g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+        for average, weight in zip(ema_generator.weights, generator.weights):
+            average.assign(decay * average + (1.0 - decay) * weight)
         return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                 for name, value in losses.items()}
     return train_step
@@ -122,7 +186,7 @@ def evaluate(restore, dataset, on_batch=None):
     """Mean metrics of the model's composite and of the baseline over a test dataset."""
     model, baseline, count = {}, {}, 0
     for image_batch, masks in dataset:
-        images, masked, restored, composite = restore(image_batch, masks)
+        images, masked, _, composite = restore(image_batch, masks)
         width = max(1, images.shape[1] // 32)
         for totals, filled in ((model, composite), (baseline, mean_border_fill(images, masks, width))):
             for name, values in image_metrics(images, filled, masks).items():
@@ -250,8 +314,17 @@ def append_csv(path, rows):
 
 # ----------------------------------------------------------------------------- loops
 
-def _checkpoint(generator, discriminator, g_optimizer, d_optimizer):
-    return tf.train.Checkpoint(generator=generator, discriminator=discriminator,
+def make_optimizer(args, model):
+    optimizer = tf.keras.optimizers.Adam(args.lr, beta_1=args.beta1, beta_2=args.beta2)
+    if tf.keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)  # slots exist before tracing and restoring
+    return optimizer
+
+
+def _checkpoint(generator, ema_generator, discriminator, g_optimizer, d_optimizer):
+    return tf.train.Checkpoint(generator=generator, ema_generator=ema_generator,
+                               discriminator=discriminator,
                                g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                                epoch=tf.Variable(0, dtype=tf.int64),
                                train_seconds=tf.Variable(0.0, dtype=tf.float64))
@@ -262,15 +335,16 @@ def train(args, images, train_idx, test_idx, generator, discriminator, strategy)
     out = args.out_dir
     os.makedirs(os.path.join(out, "training"), exist_ok=True)
     with strategy.scope():
-        g_optimizer = tf.keras.optimizers.Adam(args.lr, beta_1=args.beta1, beta_2=args.beta2)
-        d_optimizer = tf.keras.optimizers.Adam(args.lr, beta_1=args.beta1, beta_2=args.beta2)
-        g_optimizer.build(generator.trainable_variables)
-        d_optimizer.build(discriminator.trainable_variables)
-    ckpt = _checkpoint(generator, discriminator, g_optimizer, d_optimizer)
+        g_optimizer, d_optimizer = (make_optimizer(args, model)
+                                    for model in (generator, discriminator))
+        ema_generator = tf.keras.models.clone_model(generator)
+        ema_generator.set_weights(generator.get_weights())
+    ckpt = _checkpoint(generator, ema_generator, discriminator, g_optimizer, d_optimizer)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(out, "checkpoints"), max_to_keep=3)
     train_step = make_train_step(generator, discriminator, g_optimizer, d_optimizer,
-                                 args.adv_weight, args.batch, strategy)
-    restore = make_restore(generator)
+                                 args.adv_weight, args.batch, strategy, ema_generator, args.ema,
+                                 args.xla)
+    restore = make_restore(ema_generator)
     writer = tf.summary.create_file_writer(os.path.join(out, "logs"))
 
     sample = images.read(train_idx[:SAMPLE_COUNT])
@@ -331,9 +405,10 @@ def train(args, images, train_idx, test_idx, generator, discriminator, strategy)
 
 
 def test(args, images, test_idx, generator):
-    """Restores the latest checkpoint and writes test/%08d.png, test_metrics.json."""
+    """Restores the latest checkpoint's averaged generator and writes test/%08d.png and
+    test_metrics.json."""
     out = args.out_dir
-    ckpt = tf.train.Checkpoint(generator=generator)
+    ckpt = tf.train.Checkpoint(ema_generator=generator)
     latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
     ckpt.restore(latest).expect_partial()
     os.makedirs(os.path.join(out, "test"), exist_ok=True)

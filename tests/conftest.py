@@ -6,8 +6,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import datamanager  # noqa: E402
-import run  # noqa: E402
+import datamanager
+import run
 
 
 @pytest.fixture(scope="session")
