@@ -5,8 +5,10 @@ import json
 import os
 import sys
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import tensorflow as tf
@@ -461,9 +463,10 @@ def find_images(data_dir, limit=None):
 def load_image(path, size):
     """Decodes one file to an upright RGB uint8 [size, size, 3] centre crop."""
     with Image.open(path) as image:
-        # JPEG only: decode at the largest 1/2, 1/4 or 1/8 DCT scale still >= size.
+        # JPEG only: decode at the largest 1/2, 1/4 or 1/8 DCT scale still >= size, so a
+        # 512x512 file decodes straight to 128x128 and needs no resize below.
         image.draft("RGB", (size, size))
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
         if image.mode in ("I", "I;16", "I;16B", "I;16L"):
             # 16-bit greyscale: keep the top 8 bits instead of clipping to white.
             image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8))
@@ -471,12 +474,26 @@ def load_image(path, size):
             rgba = image.convert("RGBA")
             image = Image.new("RGB", rgba.size, (255, 255, 255))
             image.paste(rgba, mask=rgba.getchannel("A"))
-        image = image.convert("RGB")
+        # Each step below copies the image, so it runs only when it changes something.
+        if image.mode != "RGB":
+            image = image.convert("RGB")
         side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-        image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if image.size != (side, side):
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+        if side != size:
+            image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
         return np.asarray(image, np.uint8)
+
+
+def _stamp(path):
+    """(size, modification time) for the cache key; a file that cannot be stat'ed (a
+    dangling link) gets None and is then skipped, with its reason, by the decoder."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None, None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _load_or_none(path, size):
@@ -506,7 +523,7 @@ def _write_cache(path, chunks, total, label):
     count, skipped, seen = 0, [], 0
     with open(tmp, "wb") as out:
         for images, bad in chunks:
-            out.write(np.ascontiguousarray(images).tobytes())
+            out.write(np.ascontiguousarray(images).data)
             count += len(images)
             skipped += bad
             seen += len(images) + len(bad)
@@ -515,15 +532,32 @@ def _write_cache(path, chunks, total, label):
     return count, skipped
 
 
+def _decode_chunk(paths, size):
+    """Decodes paths into one uint8 array; returns it and (path, reason) for each file skipped."""
+    images = np.empty((len(paths), size, size, 3), np.uint8)
+    count, skipped = 0, []
+    for path in paths:
+        image, why = _load_or_none(path, size)
+        if image is None:
+            skipped.append((path, why))
+        else:
+            images[count] = image
+            count += 1
+    return images[:count], skipped
+
+
 def _decode_chunks(paths, size, workers):
+    # A task is a whole chunk, so threads hand over little; two chunks per worker stay
+    # queued, so decoding never waits for the writer and memory stays bounded.
+    step = 64
+    starts = iter(range(0, len(paths), step))
     with ThreadPoolExecutor(workers) as pool:
-        step = 64
-        for start in range(0, len(paths), step):
-            batch = paths[start:start + step]
-            results = list(pool.map(_load_or_none, batch, [size] * len(batch), chunksize=8))
-            yield (np.array([image for image, _ in results if image is not None], np.uint8)
-                   .reshape(-1, size, size, 3),
-                   [(p, why) for p, (image, why) in zip(batch, results) if image is None])
+        def submit(start):
+            return pool.submit(_decode_chunk, paths[start:start + step], size)
+        pending = deque(submit(start) for start in islice(starts, 2 * workers))
+        while pending:
+            yield pending.popleft().result()
+            pending.extend(submit(start) for start in islice(starts, 1))
 
 
 def _synthetic_chunks(n, size, seed, workers):
@@ -548,9 +582,7 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
         total, label = n_synthetic, f"drawing {n_synthetic} synthetic faces"
     else:
         paths = find_images(data_dir, limit)
-        stats = [os.stat(p) for p in paths]
-        description = ["files", CACHE_VERSION, size,
-                       [(p, s.st_size, s.st_mtime_ns) for p, s in zip(paths, stats)]]
+        description = ["files", CACHE_VERSION, size, [(p, *_stamp(p)) for p in paths]]
         total, label = len(paths), f"decoding {len(paths)} images from {data_dir}"
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, f"images_{size}px_{_cache_key(description)}.u8")

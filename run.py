@@ -51,7 +51,45 @@ def parse_args(argv=None):
     p.add_argument("--xla", action="store_true", help="compile the train step with XLA")
     p.add_argument("--gpus", type=_indices, default=None,
                    help="comma-separated GPU indices to use, e.g. 0,1 (default: all visible)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out_dir from its latest checkpoint")
     return p.parse_args(argv)
+
+
+def check_args(args):
+    """The first problem with the flags, as one line, or None."""
+    problems = [
+        (args.epoch < 1, f"--epoch {args.epoch}: train for at least 1 epoch"),
+        (args.batch < 1, f"--batch {args.batch}: the batch needs at least 1 image"),
+        (args.lr <= 0, f"--lr {args.lr}: the learning rate must be positive"),
+        (args.img_size < 32 or args.img_size % 32,
+         f"--img_size {args.img_size}: must be a positive multiple of 32 (five 2x poolings)"),
+        (not 0 < args.test_ratio < 1, f"--test_ratio {args.test_ratio}: must be between 0 and 1"),
+        (args.limit is not None and args.limit < 2, f"--limit {args.limit}: keep at least 2 images"),
+        (args.data_dir is None and args.n_synthetic < 2,
+         f"--n_synthetic {args.n_synthetic}: draw at least 2 faces"),
+        (not 0 <= args.ema < 1, f"--ema {args.ema}: the decay must be in [0, 1)"),
+    ]
+    return next((message for failed, message in problems if failed), None)
+
+
+def check_out_dir(args):
+    """Refuses an --out_dir that cannot be written, and one that would mix two runs."""
+    try:
+        os.makedirs(args.out_dir, exist_ok=True)
+        probe = os.path.join(args.out_dir, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        return f"--out_dir {args.out_dir}: cannot write there ({error.strerror}); choose another"
+    has_checkpoint = tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
+    if args.mode != "test" and has_checkpoint and not args.resume:
+        return (f"--out_dir {args.out_dir} already holds a trained run; pass --resume to "
+                "continue it, or choose another --out_dir")
+    if args.resume and not has_checkpoint:
+        return f"--resume: no checkpoint in {args.out_dir}/checkpoints to resume from"
+    return None
 
 
 def _indices(text):
@@ -63,6 +101,10 @@ def _indices(text):
 
 def main(argv=None):
     args = parse_args(argv)
+    problem = check_args(args) or check_out_dir(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     tf.keras.utils.set_random_seed(args.seed)
     try:
         strategy, policy = tf_process.configure_devices(args.gpus, args.mixed_precision)
@@ -70,6 +112,9 @@ def main(argv=None):
                                             args.img_size,
                                             args.data_dir, args.limit, args.n_synthetic, args.seed)
         train_idx, test_idx = datamanager.split(images.count, args.test_ratio)
+        if args.mode != "test" and args.batch > len(train_idx):
+            raise ValueError(f"--batch {args.batch} is larger than the {len(train_idx)} "
+                             "training images; lower --batch")
     except (datamanager.DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -81,10 +126,19 @@ def main(argv=None):
     print(f"generator: {generator.count_params():,} parameters; "
           f"discriminator: {discriminator.count_params():,} parameters; "
           f"{policy} on {strategy.num_replicas_in_sync} replica(s)")
-    if args.mode in ("train_test", "train"):
-        tf_process.train(args, images, train_idx, test_idx, generator, discriminator, strategy)
-    if args.mode in ("train_test", "test"):
-        tf_process.test(args, images, test_idx, generator)
+    try:
+        if args.mode in ("train_test", "train"):
+            tf_process.train(args, images, train_idx, test_idx, generator, discriminator,
+                             strategy)
+        if args.mode in ("train_test", "test") and tf_process.is_chief(strategy):
+            tf_process.test(args, images, test_idx, generator)
+    except tf_process.TrainingStopped as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return stop.exit_code
+    except OSError as error:
+        print(f"error: could not write {error.filename or args.out_dir}: {error.strerror}; "
+              "the last good checkpoint is kept", file=sys.stderr)
+        return 1
     return 0
 
 

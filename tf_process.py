@@ -3,6 +3,10 @@ picture and plot the project writes."""
 import csv
 import json
 import os
+import shlex
+import signal
+import sys
+import tempfile
 import time
 
 import matplotlib
@@ -84,7 +88,7 @@ def configure_devices(gpus=None, mixed_precision=False):
 
 
 def is_chief(strategy):
-    """Only the chief writes pictures, metrics and the real checkpoints."""
+    """Only the chief writes pictures, metrics and the checkpoints a user keeps."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
@@ -322,17 +326,77 @@ def make_optimizer(args, model):
     return optimizer
 
 
+class TrainingStopped(Exception):
+    """Training ended early, with its state saved where it could be; run.py prints the message
+    and exits with `exit_code`."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _checkpoint(generator, ema_generator, discriminator, g_optimizer, d_optimizer):
     return tf.train.Checkpoint(generator=generator, ema_generator=ema_generator,
                                discriminator=discriminator,
                                g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                                epoch=tf.Variable(0, dtype=tf.int64),
+                               step_in_epoch=tf.Variable(0, dtype=tf.int64),
                                train_seconds=tf.Variable(0.0, dtype=tf.float64))
 
 
+def _restore(checkpoint, path, img_size, full=True):
+    """Restores a checkpoint, turning a mismatch into a one-line error."""
+    try:
+        status = checkpoint.restore(path)
+        status.assert_existing_objects_matched() if full else status.expect_partial()
+    except (ValueError, AssertionError, tf.errors.OpError) as error:
+        reason = str(error).strip().splitlines()[0][:300]
+        raise TrainingStopped(f"checkpoint {path} does not fit this model (trained with another "
+                              f"--img_size than {img_size}, or another architecture): {reason}",
+                              2) from None
+
+
+def _save(manager, number):
+    """Saves a checkpoint; on failure the previous one stays the latest (the manager updates
+    its index only after the new files are complete)."""
+    try:
+        return manager.save(checkpoint_number=number)
+    except (OSError, tf.errors.OpError) as error:
+        reason = getattr(error, "strerror", None) or getattr(error, "message", str(error))
+        raise TrainingStopped(f"could not write a checkpoint in {manager.directory} ({reason}); "
+                              f"the last good one, {manager.latest_checkpoint}, is kept", 1) from None
+
+
+def _truncate_csv(path, column, last):
+    """Drops rows written after the checkpoint a run resumes from."""
+    rows = [r for r in read_csv(path) if r[column] <= last]
+    if os.path.exists(path):
+        os.remove(path)
+    if rows:
+        append_csv(path, rows)
+
+
+def _catch_stop_signals():
+    """SIGINT/SIGTERM set a flag the loop checks between steps, so the step in flight ends."""
+    caught = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    return caught, previous
+
+
+def _resume_command():
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv
+                                if a != "--resume") + " --resume"
+
+
 def train(args, images, train_idx, test_idx, generator, discriminator, strategy):
-    """Trains for args.epoch epochs, writing grids, checkpoints, metrics and loss.png."""
-    out = args.out_dir
+    """Trains for args.epoch epochs, writing grids, checkpoints, metrics and loss.png.
+
+    Raises TrainingStopped on SIGINT/SIGTERM (after checkpointing the finished steps) and on
+    a non-finite loss (keeping the last good checkpoint)."""
+    # Every worker of a cluster runs the same code and must save checkpoints (saving takes
+    # part in collectives); all but the chief write into a scratch folder.
+    out = args.out_dir if is_chief(strategy) else tempfile.mkdtemp(prefix="worker-")
     os.makedirs(os.path.join(out, "training"), exist_ok=True)
     with strategy.scope():
         g_optimizer, d_optimizer = (make_optimizer(args, model)
@@ -341,6 +405,17 @@ def train(args, images, train_idx, test_idx, generator, discriminator, strategy)
         ema_generator.set_weights(generator.get_weights())
     ckpt = _checkpoint(generator, ema_generator, discriminator, g_optimizer, d_optimizer)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(out, "checkpoints"), max_to_keep=3)
+
+    def global_step():  # .numpy() also reads a multi-worker MirroredVariable
+        return int(g_optimizer.iterations.numpy())
+
+    if args.resume:
+        latest = tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
+        _restore(ckpt, latest, args.img_size)
+        _truncate_csv(os.path.join(out, "train_loss.csv"), "step", global_step())
+        _truncate_csv(os.path.join(out, "metrics.csv"), "epoch", int(ckpt.epoch))
+        print(f"resumed from {latest}: epoch {int(ckpt.epoch)}, "
+              f"step {global_step()}")
     train_step = make_train_step(generator, discriminator, g_optimizer, d_optimizer,
                                  args.adv_weight, args.batch, strategy, ema_generator, args.ema,
                                  args.xla)
@@ -356,52 +431,77 @@ def train(args, images, train_idx, test_idx, generator, discriminator, strategy)
         save_sample_grid(os.path.join(out, "training", f"{epoch:08d}.png"),
                          *restore(sample, sample_masks))
 
-    for epoch in range(int(ckpt.epoch), args.epoch):
-        write_grid(epoch)
-        data = strategy.experimental_distribute_dataset(
-            datamanager.train_dataset(images, train_idx, args.batch, args.train_mask,
-                                      args.seed, epoch))
-        bar = tf.keras.utils.Progbar(steps_per_epoch, stateful_metrics=["img/s"],
-                                     unit_name="step")
-        history, last_shown, start = [], 0.0, time.perf_counter()
-        for step, (image_batch, masks) in enumerate(data, start=1):
-            history.append(train_step(image_batch, masks))
-            now = time.perf_counter()
-            if now - last_shown >= 1.0 or step == steps_per_epoch:
-                bar.update(step, [(k, float(v)) for k, v in history[-1].items()]
-                           + [("img/s", step * args.batch / (now - start))])
-                last_shown = now
-        seconds = time.perf_counter() - start
-        ckpt.epoch.assign(epoch + 1)
-        ckpt.train_seconds.assign_add(seconds)
+    caught, previous_handlers = _catch_stop_signals()
+    try:
+        for epoch in range(int(ckpt.epoch), args.epoch):
+            done = int(ckpt.step_in_epoch)
+            if done == 0:
+                write_grid(epoch)
+            data = strategy.experimental_distribute_dataset(
+                datamanager.train_dataset(images, train_idx, args.batch, args.train_mask,
+                                          args.seed, epoch, skip_batches=done))
+            bar = tf.keras.utils.Progbar(steps_per_epoch, stateful_metrics=["img/s"],
+                                         unit_name="step")
+            history, last_shown, start = [], 0.0, time.perf_counter()
+            for step, (image_batch, masks) in enumerate(data, start=done + 1):
+                history.append(train_step(image_batch, masks))
+                now = time.perf_counter()
+                if now - last_shown >= 1.0 or step == steps_per_epoch or caught:
+                    bar.update(step, [(k, float(v)) for k, v in history[-1].items()]
+                               + [("img/s", len(history) * args.batch / (now - start))])
+                    last_shown = now
+                if caught:
+                    break
+            seconds = time.perf_counter() - start
+            first_step = global_step() - len(history) + 1
+            losses = {k: np.array([float(h[k]) for h in history]) for k in LOSS_NAMES}
+            bad = np.flatnonzero(~np.all([np.isfinite(v) for v in losses.values()], axis=0))
+            if bad.size:
+                raise TrainingStopped(
+                    f"loss became {losses['total'][bad[0]]} at step {first_step + bad[0]} "
+                    f"(epoch {epoch + 1}); the last good checkpoint "
+                    f"{manager.latest_checkpoint} is kept. Try a lower --lr.", 1)
+            ckpt.train_seconds.assign_add(seconds)
+            with writer.as_default():
+                for i in range(len(history)):
+                    for k in LOSS_NAMES:
+                        tf.summary.scalar(f"train/{k}", losses[k][i], step=first_step + i)
+            append_csv(os.path.join(out, "train_loss.csv"),
+                       [{"step": first_step + i, "epoch": epoch + 1,
+                         **{k: losses[k][i] for k in LOSS_NAMES}} for i in range(len(history))])
+            if caught:
+                ckpt.step_in_epoch.assign(done + len(history))
+                saved = _save(manager, global_step())
+                writer.flush()
+                raise TrainingStopped(
+                    f"stopped by signal {caught[0]} at step {global_step()}; "
+                    f"saved {saved}. Resume with: {_resume_command()}", 128 + caught[0])
 
-        first_step = int(g_optimizer.iterations) - len(history) + 1
-        losses = {k: np.array([float(h[k]) for h in history]) for k in LOSS_NAMES}
-        model, _, _ = evaluate(restore, test_data)
-        mean = {k: float(v.mean()) for k, v in losses.items()}
-        print(f"Epoch [{epoch + 1} / {args.epoch}] ({int(g_optimizer.iterations)} iterations) "
-              f"Rec: {mean['rec']:.2f}  Adv: {mean['adv']:.3f}  Tot: {mean['total']:.2f}  "
-              f"D: {mean['disc']:.3f} | test Rec: {model['rec']:.2f}  "
-              f"hole PSNR: {model['hole_psnr']:.2f} dB  SSIM: {model['ssim']:.4f}", flush=True)
-        with writer.as_default():
-            for i in range(len(history)):
-                for k in LOSS_NAMES:
-                    tf.summary.scalar(f"train/{k}", losses[k][i], step=first_step + i)
-            for k, v in model.items():
-                tf.summary.scalar(f"test/{k}", v, step=first_step + len(history) - 1)
-        append_csv(os.path.join(out, "train_loss.csv"),
-                   [{"step": first_step + i, "epoch": epoch + 1,
-                     **{k: losses[k][i] for k in LOSS_NAMES}} for i in range(len(history))])
-        append_csv(os.path.join(out, "metrics.csv"),
-                   [{"epoch": epoch + 1, "step": int(g_optimizer.iterations),
-                     **{f"train_{k}": mean[k] for k in LOSS_NAMES},
-                     **{f"test_{k}": v for k, v in model.items()},
-                     "train_seconds": float(ckpt.train_seconds),
-                     "images_per_second": steps_per_epoch * args.batch / seconds}])
-        manager.save(checkpoint_number=epoch + 1)
-        plot_losses(out)
+            ckpt.epoch.assign(epoch + 1)
+            ckpt.step_in_epoch.assign(0)
+            model, _, _ = evaluate(restore, test_data)
+            mean = {k: float(v.mean()) for k, v in losses.items()}
+            print(f"Epoch [{epoch + 1} / {args.epoch}] ({global_step()} "
+                  f"iterations) Rec: {mean['rec']:.2f}  Adv: {mean['adv']:.3f}  "
+                  f"Tot: {mean['total']:.2f}  D: {mean['disc']:.3f} | test Rec: "
+                  f"{model['rec']:.2f}  hole PSNR: {model['hole_psnr']:.2f} dB  "
+                  f"SSIM: {model['ssim']:.4f}", flush=True)
+            with writer.as_default():
+                for k, v in model.items():
+                    tf.summary.scalar(f"test/{k}", v, step=global_step())
+            append_csv(os.path.join(out, "metrics.csv"),
+                       [{"epoch": epoch + 1, "step": global_step(),
+                         **{f"train_{k}": mean[k] for k in LOSS_NAMES},
+                         **{f"test_{k}": v for k, v in model.items()},
+                         "train_seconds": float(ckpt.train_seconds),
+                         "images_per_second": len(history) * args.batch / seconds}])
+            _save(manager, global_step())
+            plot_losses(out)
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+        writer.flush()
     write_grid(args.epoch)
-    writer.flush()
 
 
 def test(args, images, test_idx, generator):
@@ -410,7 +510,11 @@ def test(args, images, test_idx, generator):
     out = args.out_dir
     ckpt = tf.train.Checkpoint(ema_generator=generator)
     latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
-    ckpt.restore(latest).expect_partial()
+    if latest is None:
+        raise TrainingStopped(f"no checkpoint in {os.path.join(out, 'checkpoints')}: train first "
+                              "(--mode train_test or train) or point --out_dir at a trained run",
+                              2)
+    _restore(ckpt, latest, args.img_size, full=False)
     os.makedirs(os.path.join(out, "test"), exist_ok=True)
 
     def write_images(first, images_, masked, composite):

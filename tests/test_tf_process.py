@@ -38,7 +38,8 @@ def test_two_epoch_run_writes_every_output(trained_run):
     assert [int(float(r["epoch"])) for r in metrics] == [1, 2]
     assert len(_rows(os.path.join(out, "train_loss.csv"))) == 2 * (27 // 4)
     assert os.path.getsize(os.path.join(out, "loss.png")) > 10_000
-    assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-2")
+    # checkpoints are numbered by step: 2 epochs of 27 // 4 steps
+    assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-12")
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(out, "logs")))
     with open(os.path.join(out, "test_metrics.json")) as f:
         result = json.load(f)

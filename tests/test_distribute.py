@@ -1,0 +1,97 @@
+"""tf.distribute on CPU: logical devices stand in for GPUs, local processes for machines."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_process
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs in a fresh interpreter: logical devices must be set before TensorFlow starts.
+_ONE_STEP = """
+import json, sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+import neuralnet, run, tf_process, datamanager
+
+args = run.parse_args(["--lr", "1e-3"])
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+masks = datamanager.make_masks("random", 8, 32, [1, 2])
+results = {}
+for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+    tf.keras.utils.set_random_seed(0)
+    with strategy.scope():
+        generator, discriminator = neuralnet.Generator(32), neuralnet.Discriminator(32)
+        ema = tf.keras.models.clone_model(generator)
+        g_opt, d_opt = (tf_process.make_optimizer(args, m) for m in (generator, discriminator))
+    step = tf_process.make_train_step(generator, discriminator, g_opt, d_opt, 1.0, 8, strategy,
+                                      ema, 0.99)
+    data = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices((images, masks)).batch(8))
+    losses = step(*next(iter(data)))
+    results[name] = {"replicas": strategy.num_replicas_in_sync,
+                     "losses": {k: float(v) for k, v in losses.items()},
+                     "weights": [w.numpy().ravel()[:50].tolist()
+                                 for w in generator.weights + discriminator.weights]}
+print(json.dumps(results))
+"""
+
+
+def test_two_replicas_give_the_same_step_as_one_device():
+    done = subprocess.run([sys.executable, "-c", _ONE_STEP, ROOT], capture_output=True, text=True,
+                          check=False,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    one, two = result["one"], result["two"]
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    for name in one["losses"]:
+        np.testing.assert_allclose(two["losses"][name], one["losses"][name], rtol=1e-4)
+    for a, b in zip(one["weights"], two["weights"]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_local_workers_train_together_and_the_chief_writes_one_checkpoint(face_folder,
+                                                                               tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    out = tmp_path / "out"
+    workers = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                     "task": {"type": "worker", "index": index}}))
+        workers.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "run.py"), "--data_dir", face_folder,
+             "--out_dir", str(out), "--mode", "train", "--epoch", "1", "--img_size", "32",
+             "--batch", "8", "--test_ratio", "0.25", "--no-mixed_precision"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+    assert "2 replica(s)" in outputs[0][0]
+    checkpoints = sorted(f for f in os.listdir(out / "checkpoints") if f.endswith(".index"))
+    assert checkpoints == [f"ckpt-{27 // 8}.index"]
+    rows = tf_process.read_csv(str(out / "metrics.csv"))
+    assert [r["epoch"] for r in rows] == [1]  # one writer, not two
+    reader = tf.train.load_checkpoint(str(out / "checkpoints" / f"ckpt-{27 // 8}"))
+    assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1
