@@ -18,6 +18,7 @@ import datamanager
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first
+from matplotlib.ticker import MaxNLocator
 
 LOSS_NAMES = ("rec", "adv", "total", "disc")
 METRIC_NAMES = ("rec", "psnr", "ssim", "hole_psnr")
@@ -270,7 +271,9 @@ def plot_losses(out_dir):
             label="train (smoothed)")
     if epochs:
         ax.plot([r["step"] for r in epochs], [r["test_rec"] for r in epochs], "o-",
-                color="tab:red", label="test (centre hole)")
+                color="tab:red", label="test")
+        ax.plot([r["step"] for r in epochs], [r["baseline_rec"] for r in epochs], "--",
+                color="tab:gray", label="test, mean-colour baseline")
     ax.set(title="Reconstruction loss (sum over hole)", xlabel="step", yscale="log")
     ax.legend()
     ax = axes[1]
@@ -283,8 +286,11 @@ def plot_losses(out_dir):
     if epochs:
         e = [r["epoch"] for r in epochs]
         ax.plot(e, [r["test_hole_psnr"] for r in epochs], "o-", label="hole PSNR")
+        ax.plot(e, [r["baseline_hole_psnr"] for r in epochs], "--", color="tab:blue", alpha=0.6,
+                label="hole PSNR, mean-colour baseline")
         ax.plot(e, [r["test_psnr"] for r in epochs], "s-", label="image PSNR")
         ax.set(xlabel="epoch", ylabel="dB")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         twin = ax.twinx()
         twin.plot(e, [r["test_ssim"] for r in epochs], "^--", color="tab:gray", label="SSIM")
         twin.set_ylabel("SSIM")
@@ -479,7 +485,7 @@ def train(args, images, train_idx, test_idx, generator, discriminator, strategy)
 
             ckpt.epoch.assign(epoch + 1)
             ckpt.step_in_epoch.assign(0)
-            model, _, _ = evaluate(restore, test_data)
+            model, baseline, _ = evaluate(restore, test_data)
             mean = {k: float(v.mean()) for k, v in losses.items()}
             print(f"Epoch [{epoch + 1} / {args.epoch}] ({global_step()} "
                   f"iterations) Rec: {mean['rec']:.2f}  Adv: {mean['adv']:.3f}  "
@@ -493,6 +499,8 @@ def train(args, images, train_idx, test_idx, generator, discriminator, strategy)
                        [{"epoch": epoch + 1, "step": global_step(),
                          **{f"train_{k}": mean[k] for k in LOSS_NAMES},
                          **{f"test_{k}": v for k, v in model.items()},
+                         "baseline_rec": baseline["rec"],
+                         "baseline_hole_psnr": baseline["hole_psnr"],
                          "train_seconds": float(ckpt.train_seconds),
                          "images_per_second": len(history) * args.batch / seconds}])
             _save(manager, global_step())

@@ -9,6 +9,7 @@ from PIL import Image
 
 import datamanager
 import neuralnet
+import run
 import tf_process
 
 
@@ -93,3 +94,20 @@ def test_generator_adversarial_loss_is_non_saturating(fake_logit, expected):
     np.testing.assert_allclose(loss, [expected], atol=1e-6)
     d = tf_process.discriminator_loss(tf.constant([[20.0]]), tf.constant([[-20.0]])).numpy()
     np.testing.assert_allclose(d, [0.0], atol=1e-6)
+
+
+def test_train_step_is_traced_once_across_epochs(face_folder, tmp_path):
+    images = datamanager.prepare_images(str(tmp_path), 32, data_dir=face_folder)
+    train, _ = datamanager.split(images.count, 0.25)
+    generator, discriminator = neuralnet.Generator(32), neuralnet.Discriminator(32)
+    ema = tf.keras.models.clone_model(generator)
+    args = run.parse_args([])
+    optimizers = [tf_process.make_optimizer(args, m) for m in (generator, discriminator)]
+    step = tf_process.make_train_step(generator, discriminator, *optimizers, 1.0, 8,
+                                      tf.distribute.get_strategy(), ema, 0.99)
+    for epoch in range(2):
+        for image_batch, masks in datamanager.train_dataset(images, train, 8, "random", 0, epoch):
+            losses = step(image_batch, masks)
+    assert step.experimental_get_tracing_count() == 1
+    assert int(optimizers[0].iterations.numpy()) == 2 * (27 // 8)
+    assert set(losses) == {"rec", "adv", "total", "disc"}
