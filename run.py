@@ -118,6 +118,9 @@ def main(argv=None):
     except (datamanager.DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted while preparing the images; nothing else had started", file=sys.stderr)
+        return 130
     print(f"{images.count} images at {args.img_size}x{args.img_size}: "
           f"{len(train_idx)} train, {len(test_idx)} test")
     with strategy.scope():
