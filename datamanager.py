@@ -676,7 +676,11 @@ def _gather_dataset(images, index_batches):
     def load(indices):
         batch = tf.numpy_function(gather, [indices], tf.uint8, stateful=False)
         return tf.ensure_shape(batch, [None, images.size, images.size, 3])
-    return index_batches.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Autotuning is off: deleting an autotuned iterator at the end of an epoch can block for
+    # seconds while its tuning thread sleeps, and one prefetched batch already hides the reads.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return index_batches.map(load, num_parallel_calls=2, deterministic=True).with_options(options)
 
 
 def train_dataset(images, indices, batch, mask, seed, epoch, skip_batches=0):
@@ -693,7 +697,7 @@ def train_dataset(images, indices, batch, mask, seed, epoch, skip_batches=0):
     def add_masks(step, image_batch):
         mask_seed = tf.stack([tf.cast(seed, tf.int32), tf.cast(epoch * 1_000_003 + step, tf.int32)])
         return image_batch, make_masks(mask, batch, images.size, mask_seed)
-    return data.map(add_masks).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
+    return data.map(add_masks).skip(skip_batches).prefetch(1)
 
 
 def test_dataset(images, indices, batch, mask):
@@ -702,4 +706,4 @@ def test_dataset(images, indices, batch, mask):
 
     def add_masks(image_batch):
         return image_batch, make_masks(mask, tf.shape(image_batch)[0], images.size, [0, 0])
-    return _gather_dataset(images, batches).map(add_masks).prefetch(tf.data.AUTOTUNE)
+    return _gather_dataset(images, batches).map(add_masks).prefetch(1)

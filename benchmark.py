@@ -1,0 +1,370 @@
+"""Measures data preparation, the train step, an epoch, test inference and peak memory, and
+prints one table of min / median / max over repeats.
+
+    python benchmark.py            # about 15 minutes on 2 CPU cores
+    python benchmark.py --quick    # under 3 minutes: fewer repeats and images, same rows
+
+Its input is a folder of synthetic 512x512 face JPEGs that it writes itself and keeps, with
+its caches, in --dir between runs. TensorFlow's precision policy is global, so every
+measurement that builds the models runs in its own child process of this script.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import psutil
+import tensorflow as tf
+from PIL import Image
+
+import datamanager
+import neuralnet
+import run
+import tf_process
+
+SIZE, BATCH = 128, 64
+JPEG_SIDE, JPEG_QUALITY = 512, 90
+MATMUL_SIDE = 4096
+# faces: JPEGs written and decoded; epoch_faces: the set one epoch is trained on (the
+# default run's size); rss_images: the cached set whose epoch's memory is measured.
+SETTINGS = {
+    "full": {"faces": 2000, "decode_repeats": 5, "step_repeats": 5, "steps": 5,
+             "epoch_faces": 1500, "epoch_repeats": 3, "rss_images": 20_000},
+    "quick": {"faces": 640, "decode_repeats": 3, "step_repeats": 3, "steps": 1,
+              "epoch_faces": 448, "epoch_repeats": 1, "rss_images": 640},
+}
+
+
+def _seconds(work):
+    return _timed(work)[0]
+
+
+def _timed(work):
+    start = time.perf_counter()
+    result = work()
+    return time.perf_counter() - start, result
+
+
+# ----------------------------------------------------------------------------- input files
+
+def write_faces(folder, count):
+    """Writes the synthetic portraits 0..count-1 as JPEGs, skipping those already there."""
+    os.makedirs(folder, exist_ok=True)
+    missing = [i for i in range(count) if not os.path.exists(os.path.join(folder, f"{i:06d}.jpg"))]
+    if missing:
+        print(f"writing {len(missing)} synthetic {JPEG_SIDE}x{JPEG_SIDE} JPEGs to {folder}",
+              file=sys.stderr, flush=True)
+
+    def write(i):
+        path = os.path.join(folder, f"{i:06d}.jpg")
+        face = Image.fromarray(datamanager.synthetic_face(0, i, JPEG_SIDE))
+        face.save(path + ".part", "JPEG", quality=JPEG_QUALITY)
+        os.replace(path + ".part", path)  # an interrupted run leaves no half-written JPEG
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(write, missing))
+
+
+def link_faces(folder, faces, count):
+    """A folder of `count` links cycling through the face JPEGs: a large set for the memory
+    measurement without drawing that many faces."""
+    os.makedirs(folder, exist_ok=True)
+    sources = datamanager.find_images(faces)
+    for i in range(count):
+        link = os.path.join(folder, f"{i:06d}.jpg")
+        if not os.path.lexists(link):
+            os.symlink(sources[i % len(sources)], link)
+
+
+# ----------------------------------------------------------------------------- measurements
+
+def measure_preparation(faces, count, repeats, cache_dir):
+    """Images/s of prepare_images from the JPEGs with no cache, and with the cache present."""
+    cold, warm = [], []
+    for _ in range(repeats):
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        seconds, images = _timed(
+            lambda: datamanager.prepare_images(cache_dir, SIZE, data_dir=faces, limit=count))
+        cold.append(count / seconds)
+        written = os.stat(images.path)
+        warm.append(count / _seconds(
+            lambda: datamanager.prepare_images(cache_dir, SIZE, data_dir=faces, limit=count)))
+        again = os.stat(images.path)
+        if (again.st_ino, again.st_mtime_ns) != (written.st_ino, written.st_mtime_ns):
+            raise RuntimeError("a warm prepare_images rewrote its cache: it decoded again")
+    return cold, warm
+
+
+def forward_flops(model):
+    """FLOPs of one image's forward pass: 2 (a multiply and an add) x kernel size x the
+    positions the kernel is applied at: the output grid of a convolution, the input grid of
+    a transposed convolution (each input pixel scatters one kernel), once for a dense layer
+    and for the channel-wise dense layer (its [channels, 16, 16] kernel is one einsum).
+    Biases, activations and pooling are elementwise and left out."""
+    flops = 0
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        kernel = int(np.prod(layer.kernel.shape))
+        if isinstance(layer, tf.keras.layers.Conv2DTranspose):
+            positions = int(np.prod(layer.input.shape[1:3]))
+        elif isinstance(layer, tf.keras.layers.Conv2D):
+            positions = int(np.prod(layer.output.shape[1:3]))
+        elif isinstance(layer, (tf.keras.layers.Dense, neuralnet.ChannelWiseDense)):
+            positions = 1
+        else:
+            raise TypeError(f"no FLOP count for layer {layer.name} ({type(layer).__name__})")
+        flops += 2 * kernel * positions
+    return flops
+
+
+def training_flops(generator, discriminator):
+    """FLOPs of one training image. A layer's backward pass costs two forwards (the gradient
+    of its input and of its kernel), so forward + backward = 3 forwards. Per image the step
+    runs G forward and backward (3 G), D forward and backward on the real image and on the
+    composite (2 x 3 D), and the generator's gradient flows back through D on the composite
+    a second time, inputs only (1 D): 3 G + 7 D."""
+    return 3 * forward_flops(generator) + 7 * forward_flops(discriminator)
+
+
+def matmul_gflops(dtype, repeats):
+    """GFLOP/s of a large dense matmul: the practical ceiling of this machine in `dtype`."""
+    a = tf.cast(tf.random.normal([MATMUL_SIDE, MATMUL_SIDE]), dtype)
+    b = tf.cast(tf.random.normal([MATMUL_SIDE, MATMUL_SIDE]), dtype)
+
+    @tf.function
+    def product(a, b):
+        return tf.reduce_sum(tf.matmul(a, b))  # a scalar out: the copy is not timed
+    product(a, b).numpy()
+    return [2 * MATMUL_SIDE ** 3 / 1e9 / _seconds(lambda: product(a, b).numpy())
+            for _ in range(repeats)]
+
+
+def build_training(strategy):
+    """The two networks and the project's compiled train step, with run.py's default flags."""
+    args = run.parse_args([])
+    with strategy.scope():
+        generator = neuralnet.Generator(SIZE)
+        discriminator = neuralnet.Discriminator(SIZE)
+        g_optimizer = tf_process.make_optimizer(args, generator)
+        d_optimizer = tf_process.make_optimizer(args, discriminator)
+        ema_generator = tf.keras.models.clone_model(generator)
+        ema_generator.set_weights(generator.get_weights())
+    train_step = tf_process.make_train_step(generator, discriminator, g_optimizer, d_optimizer,
+                                            args.adv_weight, BATCH, strategy, ema_generator,
+                                            args.ema)
+    return generator, discriminator, train_step
+
+
+def _face_batch(mask):
+    images = tf.constant(np.stack([datamanager.synthetic_face(0, i, SIZE) for i in range(BATCH)]))
+    return images, datamanager.make_masks(mask, BATCH, SIZE, [0, 0])
+
+
+def child_train_step(precision, settings):
+    """Train step and test inference images/s in one precision, the model's FLOPs and the
+    matmul ceiling in the policy's compute dtype."""
+    strategy, policy = tf_process.configure_devices(None, mixed_precision=precision == "mixed")
+    generator, discriminator, train_step = build_training(strategy)
+    repeats, steps = settings["step_repeats"], settings["steps"]
+    images, masks = _face_batch("random")
+    for _ in range(2):  # the first call traces; the second is still slower than the rest
+        train_step(images, masks)
+    step_rates = [steps * BATCH / _seconds(lambda: [train_step(images, masks) for _ in range(steps)])
+                  for _ in range(repeats)]
+    restore = tf_process.make_restore(generator)
+    images, masks = _face_batch("center")
+    for _ in range(2):
+        restore(images, masks)
+    calls = 2 * steps  # a forward pass of G is ~1/6 of a step: a third of the steps' time
+    test_rates = [calls * BATCH / _seconds(lambda: [restore(images, masks) for _ in range(calls)])
+                  for _ in range(repeats)]
+    compute_dtype = tf.keras.mixed_precision.global_policy().compute_dtype
+    return {"policy": policy, "compute_dtype": compute_dtype, "step": step_rates,
+            "test": test_rates, "flops": training_flops(generator, discriminator),
+            "ceiling": matmul_gflops(compute_dtype, repeats)}
+
+
+def timed_epoch(train_step, cache_dir, data_dir, limit, epoch):
+    """Seconds of one epoch from the files (preparing the images included), the sum of its
+    train steps' seconds, and the seconds of deleting the dataset's iterator at its end."""
+    args = run.parse_args([])
+    step_seconds = 0.0
+    start = time.perf_counter()
+    images = datamanager.prepare_images(cache_dir, SIZE, data_dir=data_dir, limit=limit)
+    train_idx, _ = datamanager.split(images.count, args.test_ratio)
+    batches = iter(datamanager.train_dataset(images, train_idx, BATCH, args.train_mask,
+                                             args.seed, epoch))
+    for image_batch, masks in batches:
+        step_start = time.perf_counter()
+        train_step(image_batch, masks)
+        step_seconds += time.perf_counter() - step_start
+    # A training loop's `for` over the dataset deletes its iterator here; tf.data can block
+    # in that deletion, so it is timed on its own.
+    teardown_start = time.perf_counter()
+    del batches
+    end = time.perf_counter()
+    return end - start, step_seconds, end - teardown_start
+
+
+def _traced_step():
+    """The default run's policy (as run.py chooses it) and its train step, already traced."""
+    strategy, policy = tf_process.configure_devices(None, mixed_precision=True)
+    _, _, train_step = build_training(strategy)
+    train_step(*_face_batch("random"))
+    return policy, train_step
+
+
+def child_epoch(settings, bench_dir):
+    """Epochs from the JPEGs with the cache deleted first (cold) and then present (warm)."""
+    policy, train_step = _traced_step()
+    cache_dir = os.path.join(bench_dir, "cache_epoch")
+    epochs = {"cold": [], "warm": []}
+    for repeat in range(settings["epoch_repeats"]):
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        for state in ("cold", "warm"):
+            epochs[state].append(timed_epoch(train_step, cache_dir, os.path.join(bench_dir, "faces"),
+                                             settings["epoch_faces"], repeat))
+    return {"policy": policy, **epochs}
+
+
+def child_rss(settings, bench_dir):
+    """Peak resident memory, sampled every 20 ms, of an epoch over the large cached set."""
+    policy, train_step = _traced_step()
+    process = psutil.Process()
+    before = peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.wait(0.02):
+            peak = max(peak, process.memory_info().rss)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        timed_epoch(train_step, os.path.join(bench_dir, "cache_rss"),
+                    os.path.join(bench_dir, "faces_linked"), settings["rss_images"], 0)
+    finally:
+        done.set()
+        sampler.join()
+    return {"policy": policy, "peak": max(peak, process.memory_info().rss), "before": before}
+
+
+def _report(what, start):
+    print(f"[{time.perf_counter() - start:4.0f} s] {what}", file=sys.stderr, flush=True)
+
+
+def run_child(args, start, *child):
+    """Runs one measurement in a fresh process and returns what it printed as JSON."""
+    command = [sys.executable, os.path.abspath(__file__), "--dir", args.dir, "--_child", *child]
+    _report(f"measuring: {' '.join(child)}", start)
+    output = subprocess.run(command + (["--quick"] if args.quick else []), check=True,
+                            stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- the table
+
+def _number(value):
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def table(rows):
+    """Markdown table: one row per measurement with the min, median and max of its runs."""
+    lines = ["| measurement | unit | min | median | max | runs |", "|---|---|--:|--:|--:|--:|"]
+    for label, unit, values in rows:
+        lines.append(f"| {label} | {unit} | {_number(min(values))} | "
+                     f"{_number(statistics.median(values))} | {_number(max(values))} | {len(values)} |")
+    return "\n".join(lines)
+
+
+def step_rows(result):
+    ceiling = statistics.median(result["ceiling"])
+    achieved = [rate * result["flops"] / 1e9 for rate in result["step"]]
+    return [
+        (f"train step, {result['policy']}, batch {BATCH}", "images/s", result["step"]),
+        ("↳ achieved", "GFLOP/s", achieved),
+        (f"↳ ceiling: tf.matmul {result['compute_dtype']} {MATMUL_SIDE}x{MATMUL_SIDE}",
+         "GFLOP/s", result["ceiling"]),
+        ("↳ achieved / median ceiling", "%", [100 * a / ceiling for a in achieved]),
+    ]
+
+
+def epoch_rows(result, faces):
+    train = faces - round(faces * run.parse_args([]).test_ratio)
+    rows = []
+    for state, what in (("cold", "no cache: decodes the JPEGs"), ("warm", "cache present")):
+        runs = result[state]
+        rows += [
+            (f"epoch, {train:,} of {faces:,} JPEGs, {what}, {result['policy']}", "s",
+             [total for total, _, _ in runs]),
+            (f"↳ its {train // BATCH} train steps alone", "s", [steps for _, steps, _ in runs]),
+            ("↳ overhead over the steps", "%",
+             [100 * (total / steps - 1) for total, steps, _ in runs]),
+            ("↳ of which deleting the dataset iterator at the end", "s",
+             [teardown for _, _, teardown in runs]),
+        ]
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer repeats and images (< 3 min)")
+    p.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "context_encoder_bench"),
+                   help="where the JPEGs and caches are kept between runs")
+    p.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    settings = SETTINGS["quick" if args.quick else "full"]
+    if args._child:
+        name, *rest = args._child
+        measure = {"train_step": lambda: child_train_step(rest[0], settings),
+                   "epoch": lambda: child_epoch(settings, args.dir),
+                   "rss": lambda: child_rss(settings, args.dir)}[name]
+        print(json.dumps(measure()))
+        return 0
+
+    start = time.perf_counter()
+    faces = os.path.join(args.dir, "faces")
+    write_faces(faces, settings["faces"])
+    _report("measuring: data preparation", start)
+    cold, warm = measure_preparation(faces, settings["faces"], settings["decode_repeats"],
+                                     os.path.join(args.dir, "cache_decode"))
+    steps = [run_child(args, start, "train_step", precision) for precision in ("float32", "mixed")]
+    epochs = run_child(args, start, "epoch")
+    linked = os.path.join(args.dir, "faces_linked")
+    link_faces(linked, faces, settings["rss_images"])
+    datamanager.prepare_images(os.path.join(args.dir, "cache_rss"), SIZE, data_dir=linked,
+                               limit=settings["rss_images"])
+    rss = run_child(args, start, "rss")
+
+    jpegs = f"{settings['faces']:,} JPEGs {JPEG_SIDE}x{JPEG_SIDE} q{JPEG_QUALITY}"
+    rows = [
+        (f"data preparation, cold: {jpegs} -> {SIZE}x{SIZE} cache", "images/s", cold),
+        ("data preparation, warm: cache present, nothing decoded", "images/s", warm),
+        ("model FLOPs per training image (counted, 3 G + 7 D)", "GFLOP", [steps[0]["flops"] / 1e9]),
+    ]
+    for result in steps:
+        rows += step_rows(result)
+    rows += epoch_rows(epochs, settings["epoch_faces"])
+    rows += [(f"test inference (make_restore), {result['policy']}, batch {BATCH}", "images/s",
+              result["test"]) for result in steps]
+    quick = " (quick mode: fewer images)" if args.quick else ""
+    rss_set = f"{settings['rss_images']:,} cached {SIZE}x{SIZE} images, {rss['policy']}{quick}"
+    rows.append((f"peak RSS, epoch over {rss_set}", "GB", [rss["peak"] / 1e9]))
+    rows.append(("↳ RSS before the epoch (models built, step traced)", "GB", [rss["before"] / 1e9]))
+    print(table(rows))
+    print(f"\n{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}; "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
