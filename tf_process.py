@@ -295,7 +295,7 @@ def plot_losses(out_dir):
         twin.plot(e, [r["test_ssim"] for r in epochs], "^--", color="tab:gray", label="SSIM")
         twin.set_ylabel("SSIM")
         twin.legend(loc="lower right")
-        ax.legend(loc="upper left")
+        ax.legend(loc="center right", fontsize="small")
     ax.set_title("Test metrics per epoch")
     fig.tight_layout()
     tmp = os.path.join(out_dir, "loss.tmp.png")
