@@ -37,9 +37,11 @@ MATMUL_SIDE = 4096
 # default run's size); rss_images: the cached set whose epoch's memory is measured.
 SETTINGS = {
     "full": {"faces": 2000, "decode_repeats": 5, "step_repeats": 5, "steps": 5,
-             "epoch_faces": 1500, "epoch_repeats": 3, "rss_images": 20_000},
+             "epoch_faces": 1500, "epoch_repeats": 3, "rss_images": 20_000,
+             "short_run": ["--n_synthetic", "640", "--epoch", "4"]},
     "quick": {"faces": 640, "decode_repeats": 3, "step_repeats": 3, "steps": 1,
-              "epoch_faces": 448, "epoch_repeats": 1, "rss_images": 640},
+              "epoch_faces": 448, "epoch_repeats": 1, "rss_images": 640,
+              "short_run": ["--n_synthetic", "320", "--epoch", "3"]},
 }
 
 
@@ -261,6 +263,21 @@ def _report(what, start):
     print(f"[{time.perf_counter() - start:4.0f} s] {what}", file=sys.stderr, flush=True)
 
 
+def short_run_hole_psnr(args, start, precision):
+    """Test hole PSNR of a short default training run (64x64, batch 32) in one precision:
+    mixed precision must not cost quality."""
+    _report(f"measuring: short training run, {precision}", start)
+    out = tempfile.mkdtemp(prefix=f"short-{precision}-", dir=args.dir)
+    flag = "--mixed_precision" if precision == "mixed" else "--no-mixed_precision"
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                 "run.py"), "--out_dir", out, flag,
+                    "--img_size", "64", "--batch", "32",
+                    *SETTINGS["quick" if args.quick else "full"]["short_run"]],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(out, "test_metrics.json")) as f:
+        return json.load(f)["model"]["hole_psnr"]
+
+
 def run_child(args, start, *child):
     """Runs one measurement in a fresh process and returns what it printed as JSON."""
     command = [sys.executable, os.path.abspath(__file__), "--dir", args.dir, "--_child", *child]
@@ -344,6 +361,7 @@ def main(argv=None):
     datamanager.prepare_images(os.path.join(args.dir, "cache_rss"), SIZE, data_dir=linked,
                                limit=settings["rss_images"])
     rss = run_child(args, start, "rss")
+    psnr = {p: short_run_hole_psnr(args, start, p) for p in ("float32", "mixed")}
 
     jpegs = f"{settings['faces']:,} JPEGs {JPEG_SIDE}x{JPEG_SIDE} q{JPEG_QUALITY}"
     rows = [
@@ -360,6 +378,10 @@ def main(argv=None):
     rss_set = f"{settings['rss_images']:,} cached {SIZE}x{SIZE} images, {rss['policy']}{quick}"
     rows.append((f"peak RSS, epoch over {rss_set}", "GB", [rss["peak"] / 1e9]))
     rows.append(("↳ RSS before the epoch (models built, step traced)", "GB", [rss["before"] / 1e9]))
+    faces, epochs = settings["short_run"][1], settings["short_run"][3]
+    short = f"short training run (64x64, batch 32, {faces} faces, {epochs} epochs)"
+    rows += [(f"{short}, test hole PSNR, {p}", "dB", [v]) for p, v in psnr.items()]
+    rows.append(("↳ mixed minus float32", "dB", [psnr["mixed"] - psnr["float32"]]))
     print(table(rows))
     print(f"\n{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}; "
           f"{time.perf_counter() - start:.0f} s", flush=True)
