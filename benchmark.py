@@ -157,8 +157,7 @@ def build_training(strategy):
         discriminator = neuralnet.Discriminator(SIZE)
         g_optimizer = tf_process.make_optimizer(args, generator)
         d_optimizer = tf_process.make_optimizer(args, discriminator)
-        ema_generator = tf.keras.models.clone_model(generator)
-        ema_generator.set_weights(generator.get_weights())
+        ema_generator = tf_process.make_ema_generator(generator)
     train_step = tf_process.make_train_step(generator, discriminator, g_optimizer, d_optimizer,
                                             args.adv_weight, BATCH, strategy, ema_generator,
                                             args.ema)

@@ -521,14 +521,19 @@ def _write_cache(path, chunks, total, label):
     """Writes uint8 chunks to path atomically; returns the count written and what was skipped."""
     tmp = f"{path}.tmp{os.getpid()}"
     count, skipped, seen = 0, [], 0
-    with open(tmp, "wb") as out:
-        for images, bad in chunks:
-            out.write(np.ascontiguousarray(images).data)
-            count += len(images)
-            skipped += bad
-            seen += len(images) + len(bad)
-            _progress(seen, total, label)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as out:
+            for images, bad in chunks:
+                out.write(np.ascontiguousarray(images).data)
+                count += len(images)
+                skipped += bad
+                seen += len(images) + len(bad)
+                _progress(seen, total, label)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C or a full disk: leave no half-written cache behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return count, skipped
 
 

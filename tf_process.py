@@ -21,7 +21,6 @@ import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be cho
 from matplotlib.ticker import MaxNLocator
 
 LOSS_NAMES = ("rec", "adv", "total", "disc")
-METRIC_NAMES = ("rec", "psnr", "ssim", "hole_psnr")
 SAMPLE_COUNT = 100
 
 
@@ -332,6 +331,13 @@ def make_optimizer(args, model):
     return optimizer
 
 
+def make_ema_generator(generator):
+    """A copy of the generator, starting from its weights, for the train step to average into."""
+    ema_generator = tf.keras.models.clone_model(generator)
+    ema_generator.set_weights(generator.get_weights())
+    return ema_generator
+
+
 class TrainingStopped(Exception):
     """Training ended early, with its state saved where it could be; run.py prints the message
     and exits with `exit_code`."""
@@ -407,8 +413,7 @@ def train(args, images, train_idx, test_idx, generator, discriminator, strategy)
     with strategy.scope():
         g_optimizer, d_optimizer = (make_optimizer(args, model)
                                     for model in (generator, discriminator))
-        ema_generator = tf.keras.models.clone_model(generator)
-        ema_generator.set_weights(generator.get_weights())
+        ema_generator = make_ema_generator(generator)
     ckpt = _checkpoint(generator, ema_generator, discriminator, g_optimizer, d_optimizer)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(out, "checkpoints"), max_to_keep=3)
 

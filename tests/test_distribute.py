@@ -32,7 +32,7 @@ for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
     tf.keras.utils.set_random_seed(0)
     with strategy.scope():
         generator, discriminator = neuralnet.Generator(32), neuralnet.Discriminator(32)
-        ema = tf.keras.models.clone_model(generator)
+        ema = tf_process.make_ema_generator(generator)
         g_opt, d_opt = (tf_process.make_optimizer(args, m) for m in (generator, discriminator))
     step = tf_process.make_train_step(generator, discriminator, g_opt, d_opt, 1.0, 8, strategy,
                                       ema, 0.99)

@@ -100,7 +100,7 @@ def test_train_step_is_traced_once_across_epochs(face_folder, tmp_path):
     images = datamanager.prepare_images(str(tmp_path), 32, data_dir=face_folder)
     train, _ = datamanager.split(images.count, 0.25)
     generator, discriminator = neuralnet.Generator(32), neuralnet.Discriminator(32)
-    ema = tf.keras.models.clone_model(generator)
+    ema = tf_process.make_ema_generator(generator)
     args = run.parse_args([])
     optimizers = [tf_process.make_optimizer(args, m) for m in (generator, discriminator)]
     step = tf_process.make_train_step(generator, discriminator, *optimizers, 1.0, 8,
