@@ -26,11 +26,13 @@ import tensorflow as tf
 from PIL import Image
 
 import datamanager
+import devices
 import neuralnet
-import run
+import synthetic_faces
 import tf_process
 
 SIZE, BATCH = 128, 64
+TEST_RATIO = 0.1  # run.py's default --test_ratio
 JPEG_SIDE, JPEG_QUALITY = 512, 90
 MATMUL_SIDE = 4096
 # faces: JPEGs written and decoded; epoch_faces: the set one epoch is trained on (the
@@ -67,7 +69,7 @@ def write_faces(folder, count):
 
     def write(i):
         path = os.path.join(folder, f"{i:06d}.jpg")
-        face = Image.fromarray(datamanager.synthetic_face(0, i, JPEG_SIDE))
+        face = Image.fromarray(synthetic_faces.synthetic_face(0, i, JPEG_SIDE))
         face.save(path + ".part", "JPEG", quality=JPEG_QUALITY)
         os.replace(path + ".part", path)  # an interrupted run leaves no half-written JPEG
     with ThreadPoolExecutor(os.cpu_count()) as pool:
@@ -151,28 +153,30 @@ def matmul_gflops(dtype, repeats):
 
 def build_training(strategy):
     """The two networks and the project's compiled train step, with run.py's default flags."""
-    args = run.parse_args([])
+    config = tf_process.TrainConfig()
     with strategy.scope():
         generator = neuralnet.Generator(SIZE)
         discriminator = neuralnet.Discriminator(SIZE)
-        g_optimizer = tf_process.make_optimizer(args, generator)
-        d_optimizer = tf_process.make_optimizer(args, discriminator)
+        g_optimizer, d_optimizer = (
+            tf_process.make_optimizer(model, config.lr, config.beta1, config.beta2)
+            for model in (generator, discriminator))
         ema_generator = tf_process.make_ema_generator(generator)
-    train_step = tf_process.make_train_step(generator, discriminator, g_optimizer, d_optimizer,
-                                            args.adv_weight, BATCH, strategy, ema_generator,
-                                            args.ema)
+    train_step = tf_process.make_train_step(
+        generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
+        d_optimizer=d_optimizer, ema_generator=ema_generator, ema_decay=config.ema,
+        adv_weight=config.adv_weight, global_batch=BATCH, strategy=strategy)
     return generator, discriminator, train_step
 
 
 def _face_batch(mask):
-    images = tf.constant(np.stack([datamanager.synthetic_face(0, i, SIZE) for i in range(BATCH)]))
+    images = tf.constant(np.stack([synthetic_faces.synthetic_face(0, i, SIZE) for i in range(BATCH)]))
     return images, datamanager.make_masks(mask, BATCH, SIZE, [0, 0])
 
 
 def child_train_step(precision, settings):
     """Train step and test inference images/s in one precision, the model's FLOPs and the
     matmul ceiling in the policy's compute dtype."""
-    strategy, policy = tf_process.configure_devices(None, mixed_precision=precision == "mixed")
+    strategy, policy = devices.configure_devices(None, mixed_precision=precision == "mixed")
     generator, discriminator, train_step = build_training(strategy)
     repeats, steps = settings["step_repeats"], settings["steps"]
     images, masks = _face_batch("random")
@@ -196,13 +200,13 @@ def child_train_step(precision, settings):
 def timed_epoch(train_step, cache_dir, data_dir, limit, epoch):
     """Seconds of one epoch from the files (preparing the images included), the sum of its
     train steps' seconds, and the seconds of deleting the dataset's iterator at its end."""
-    args = run.parse_args([])
+    config = tf_process.TrainConfig()
     step_seconds = 0.0
     start = time.perf_counter()
     images = datamanager.prepare_images(cache_dir, SIZE, data_dir=data_dir, limit=limit)
-    train_idx, _ = datamanager.split(images.count, args.test_ratio)
-    batches = iter(datamanager.train_dataset(images, train_idx, BATCH, args.train_mask,
-                                             args.seed, epoch))
+    train_idx, _ = datamanager.split(images.count, TEST_RATIO)
+    batches = iter(datamanager.train_dataset(images, train_idx, BATCH, config.train_mask,
+                                             config.seed, epoch))
     for image_batch, masks in batches:
         step_start = time.perf_counter()
         train_step(image_batch, masks)
@@ -217,7 +221,7 @@ def timed_epoch(train_step, cache_dir, data_dir, limit, epoch):
 
 def _traced_step():
     """The default run's policy (as run.py chooses it) and its train step, already traced."""
-    strategy, policy = tf_process.configure_devices(None, mixed_precision=True)
+    strategy, policy = devices.configure_devices(None, mixed_precision=True)
     _, _, train_step = build_training(strategy)
     train_step(*_face_batch("random"))
     return policy, train_step
@@ -314,7 +318,7 @@ def step_rows(result):
 
 
 def epoch_rows(result, faces):
-    train = faces - round(faces * run.parse_args([]).test_ratio)
+    train = faces - round(faces * TEST_RATIO)
     rows = []
     for state, what in (("cold", "no cache: decodes the JPEGs"), ("warm", "cache present")):
         runs = result[state]

@@ -1,11 +1,42 @@
 """Trains and tests the context encoder: `python run.py --help` lists every flag."""
 import argparse
+import contextlib
 import os
+import shlex
 import sys
 
-import tensorflow as tf
+# TensorFlow's C++ start-up lines (oneDNN, CPU features, and "failed call to cuInit" on every
+# machine without a GPU, which reads as a failure) are silenced unless the user set
+# TF_CPP_MIN_LOG_LEVEL. TensorFlow 2.21 logs them through absl before it reads that variable,
+# so the level alone does not stop them: native stderr is parked while they are written.
+QUIET_NATIVE_LOGS = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """Sends what C++ code writes to file descriptor 2 to /dev/null (Python's own errors are
+    raised as exceptions and printed after it)."""
+    if not QUIET_NATIVE_LOGS:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with quiet_native_logs():
+    import tensorflow as tf
+
+# after TensorFlow, which these import, has started quietly
 import datamanager
+import devices
 import neuralnet
 import tf_process
 
@@ -99,7 +130,22 @@ def _indices(text):
         raise argparse.ArgumentTypeError(f"expected indices like 0,1, got {text!r}") from None
 
 
+def train_config(args):
+    """The training settings the library takes, from the flags."""
+    return tf_process.TrainConfig(
+        epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
+        adv_weight=args.adv_weight, ema=args.ema, train_mask=args.train_mask,
+        test_mask=args.test_mask, seed=args.seed, xla=args.xla)
+
+
+def resume_command(argv):
+    """The command line that continues this run."""
+    return "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *argv]
+                                if a != "--resume") + " --resume"
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     problem = check_args(args) or check_out_dir(args)
     if problem:
@@ -107,7 +153,8 @@ def main(argv=None):
         return 2
     tf.keras.utils.set_random_seed(args.seed)
     try:
-        strategy, policy = tf_process.configure_devices(args.gpus, args.mixed_precision)
+        with quiet_native_logs():  # finding no GPU logs an error
+            strategy, policy = devices.configure_devices(args.gpus, args.mixed_precision)
         images = datamanager.prepare_images(args.cache_dir or os.path.join(args.out_dir, "cache"),
                                             args.img_size,
                                             args.data_dir, args.limit, args.n_synthetic, args.seed)
@@ -131,12 +178,14 @@ def main(argv=None):
           f"{policy} on {strategy.num_replicas_in_sync} replica(s)")
     try:
         if args.mode in ("train_test", "train"):
-            tf_process.train(args, images, train_idx, test_idx, generator, discriminator,
-                             strategy)
-        if args.mode in ("train_test", "test") and tf_process.is_chief(strategy):
-            tf_process.test(args, images, test_idx, generator)
+            tf_process.train(train_config(args), args.out_dir, images, train_idx, test_idx,
+                             generator, discriminator, strategy, resume=args.resume)
+        if args.mode in ("train_test", "test") and devices.is_chief(strategy):
+            tf_process.test(args.out_dir, images, test_idx, generator, args.batch,
+                            args.test_mask)
     except tf_process.TrainingStopped as stop:
-        print(f"\n{stop}", file=sys.stderr)
+        resume = f" Resume with: {resume_command(argv)}" if stop.resumable else ""
+        print(f"\n{stop}{resume}", file=sys.stderr)
         return stop.exit_code
     except OSError as error:
         print(f"error: could not write {error.filename or args.out_dir}: {error.strerror}; "

@@ -6,8 +6,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import datamanager
 import run
+import synthetic_faces
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def face_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("faces")
     for i in range(36):
         side = (64, 96, 150)[i % 3]
-        face = Image.fromarray(datamanager.synthetic_face(7, i, 64)).resize((side, side))
+        face = Image.fromarray(synthetic_faces.synthetic_face(7, i, 64)).resize((side, side))
         folder = root / ("a" if i < 18 else "b")
         folder.mkdir(exist_ok=True)
         face.save(folder / f"{i:03d}.{'jpg' if i % 2 else 'png'}")

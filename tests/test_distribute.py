@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tf_process
+import outputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,9 +20,8 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
-import neuralnet, run, tf_process, datamanager
+import neuralnet, tf_process, datamanager
 
-args = run.parse_args(["--lr", "1e-3"])
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
 masks = datamanager.make_masks("random", 8, 32, [1, 2])
@@ -33,9 +32,11 @@ for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
     with strategy.scope():
         generator, discriminator = neuralnet.Generator(32), neuralnet.Discriminator(32)
         ema = tf_process.make_ema_generator(generator)
-        g_opt, d_opt = (tf_process.make_optimizer(args, m) for m in (generator, discriminator))
-    step = tf_process.make_train_step(generator, discriminator, g_opt, d_opt, 1.0, 8, strategy,
-                                      ema, 0.99)
+        g_opt, d_opt = (tf_process.make_optimizer(m, 1e-3, 0.9, 0.999)
+                        for m in (generator, discriminator))
+    step = tf_process.make_train_step(
+        generator=generator, discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt,
+        ema_generator=ema, ema_decay=0.99, adv_weight=1.0, global_batch=8, strategy=strategy)
     data = strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensor_slices((images, masks)).batch(8))
     losses = step(*next(iter(data)))
@@ -85,13 +86,13 @@ def test_two_local_workers_train_together_and_the_chief_writes_one_checkpoint(fa
              "--out_dir", str(out), "--mode", "train", "--epoch", "1", "--img_size", "32",
              "--batch", "8", "--test_ratio", "0.25", "--no-mixed_precision"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [w.communicate(timeout=600) for w in workers]
-    for worker, (stdout, stderr) in zip(workers, outputs):
+    printed = [w.communicate(timeout=600) for w in workers]
+    for worker, (stdout, stderr) in zip(workers, printed):
         assert worker.returncode == 0, stderr[-3000:]
-    assert "2 replica(s)" in outputs[0][0]
+    assert "2 replica(s)" in printed[0][0]
     checkpoints = sorted(f for f in os.listdir(out / "checkpoints") if f.endswith(".index"))
     assert checkpoints == [f"ckpt-{27 // 8}.index"]
-    rows = tf_process.read_csv(str(out / "metrics.csv"))
+    rows = outputs.read_csv(str(out / "metrics.csv"))
     assert [r["epoch"] for r in rows] == [1]  # one writer, not two
     reader = tf.train.load_checkpoint(str(out / "checkpoints" / f"ckpt-{27 // 8}"))
     assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1

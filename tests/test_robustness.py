@@ -1,5 +1,6 @@
 """Bad input, bad flags, interruption and resume: a run is never lost."""
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import tensorflow as tf
 from PIL import Image
 
 import datamanager
+import losses
+import outputs
 import run
-import tf_process
+import synthetic_faces
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--img_size", "32", "--batch", "4", "--test_ratio", "0.25", "--lr", "1e-3"]
@@ -61,10 +64,10 @@ def _bad_files(folder):
     (folder / "zero.jpg").write_bytes(b"")
     (folder / "text.jpg").write_text("this is not a JPEG")
     good = folder / "good.jpg"
-    Image.fromarray(datamanager.synthetic_face(0, 0, 64)).save(good)
+    Image.fromarray(synthetic_faces.synthetic_face(0, 0, 64)).save(good)
     (folder / "corrupt.jpg").write_bytes(good.read_bytes()[:200] + b"\x00" * 50)
     png = folder / "whole.png"
-    Image.fromarray(datamanager.synthetic_face(0, 1, 64)).save(png)
+    Image.fromarray(synthetic_faces.synthetic_face(0, 1, 64)).save(png)
     (folder / "truncated.png").write_bytes(png.read_bytes()[:-400])
     png.unlink()
     good.unlink()
@@ -219,9 +222,9 @@ def test_resume_gives_the_same_weights_as_one_long_run(face_folder, tmp_path):
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5, err_msg=name)
     # the history continues instead of restarting
-    rows = tf_process.read_csv(os.path.join(split, "metrics.csv"))
+    rows = outputs.read_csv(os.path.join(split, "metrics.csv"))
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
-    steps = [r["step"] for r in tf_process.read_csv(os.path.join(split, "train_loss.csv"))]
+    steps = [r["step"] for r in outputs.read_csv(os.path.join(split, "train_loss.csv"))]
     assert steps == list(range(1, 4 * (27 // 4) + 1))
 
 
@@ -230,8 +233,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(one_epoch_run,
     out = tmp_path / "nan"
     subprocess.run(["cp", "-r", one_epoch_run, str(out)], check=True)
     good = tf.train.latest_checkpoint(str(out / "checkpoints"))
-    original = tf_process.reconstruction_loss
-    monkeypatch.setattr(tf_process, "reconstruction_loss",
+    original = losses.reconstruction_loss
+    monkeypatch.setattr(losses, "reconstruction_loss",
                         lambda *a: original(*a) * float("nan"))
     code, _, err = _run(capsys, "--data_dir", face_folder, "--out_dir", out, "--epoch", 2,
                         "--resume", *SMALL)
@@ -258,7 +261,7 @@ def test_failed_checkpoint_write_keeps_the_last_good_one(one_epoch_run, face_fol
 def test_failed_picture_write_is_a_clear_error(face_folder, tmp_path, monkeypatch, capsys):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", "results/training/00000000.png")
-    monkeypatch.setattr(tf_process, "save_sample_grid", disk_full)
+    monkeypatch.setattr(outputs, "save_sample_grid", disk_full)
     code, _, err = _run(capsys, "--data_dir", face_folder, "--out_dir", tmp_path, "--epoch", 1,
                         *SMALL)
     assert code == 1
@@ -330,15 +333,24 @@ def test_memory_stays_flat_over_an_epoch_of_20000_images(tmp_path):
     psutil = pytest.importorskip("psutil")
     folder = tmp_path / "many"
     folder.mkdir()
-    faces = [Image.fromarray(datamanager.synthetic_face(3, i, 32)) for i in range(500)]
+    faces = [Image.fromarray(synthetic_faces.synthetic_face(3, i, 32)) for i in range(500)]
     for i in range(20_000):
         faces[i % 500].save(folder / f"{i:05d}.png", compress_level=1)
-    child = _child("--data_dir", folder, "--out_dir", tmp_path / "out", "--img_size", 32,
-                   "--batch", 64, "--epoch", 1, "--mode", "train", "--test_ratio", 0.05)
+    # On a terminal the progress bar redraws every second: a pseudo-terminal gives the test
+    # a step count to sample the memory at.
+    leader, follower = pty.openpty()
+    child = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), "--data_dir", folder,
+                              "--out_dir", tmp_path / "out", "--img_size", "32", "--batch", "64",
+                              "--epoch", "1", "--mode", "train", "--test_ratio", "0.05"],
+                             stdout=follower, stderr=subprocess.PIPE, text=True)
+    os.close(follower)
     process = psutil.Process(child.pid)
     samples, buffer = {}, ""
     while True:
-        chunk = child.stdout.read(64)
+        try:
+            chunk = os.read(leader, 256).decode(errors="replace")
+        except OSError:  # the child closed the terminal
+            break
         if not chunk:
             break
         buffer += chunk

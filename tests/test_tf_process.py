@@ -1,6 +1,11 @@
 import csv
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,9 +13,12 @@ import tensorflow as tf
 from PIL import Image
 
 import datamanager
+import losses
 import neuralnet
 import run
 import tf_process
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rows(path):
@@ -73,26 +81,26 @@ def test_reconstruction_loss_is_the_sum_over_the_hole():
     images = tf.ones([2, 32, 32, 3])
     restored = tf.zeros([2, 32, 32, 3])
     masks = datamanager.make_masks("center", 2, 32, [0, 0])
-    loss = tf_process.reconstruction_loss(images, restored, masks).numpy()
+    loss = losses.reconstruction_loss(images, restored, masks).numpy()
     np.testing.assert_allclose(loss, [10 * 10 * 3] * 2)
 
 
 def test_hole_psnr_and_baseline_fill():
     images = tf.concat([tf.fill([1, 32, 32, 3], 0.5), tf.zeros([1, 32, 32, 3])], 0)
     masks = datamanager.make_masks("center", 2, 32, [0, 0])
-    filled = tf_process.mean_border_fill(images, masks, 1)
+    filled = losses.mean_border_fill(images, masks, 1)
     # on a flat image the border's mean colour is exactly right
     np.testing.assert_allclose(filled.numpy(), images.numpy(), atol=1e-6)
     wrong = images + 0.1 * masks
-    np.testing.assert_allclose(tf_process.hole_psnr(images, wrong, masks).numpy(), [20.0, 20.0],
+    np.testing.assert_allclose(losses.hole_psnr(images, wrong, masks).numpy(), [20.0, 20.0],
                                rtol=1e-5)
 
 
 @pytest.mark.parametrize("fake_logit, expected", [(0.0, np.log(2.0)), (20.0, 0.0)])
 def test_generator_adversarial_loss_is_non_saturating(fake_logit, expected):
-    loss = tf_process.generator_adversarial_loss(tf.constant([[fake_logit]])).numpy()
+    loss = losses.generator_adversarial_loss(tf.constant([[fake_logit]])).numpy()
     np.testing.assert_allclose(loss, [expected], atol=1e-6)
-    d = tf_process.discriminator_loss(tf.constant([[20.0]]), tf.constant([[-20.0]])).numpy()
+    d = losses.discriminator_loss(tf.constant([[20.0]]), tf.constant([[-20.0]])).numpy()
     np.testing.assert_allclose(d, [0.0], atol=1e-6)
 
 
@@ -101,13 +109,45 @@ def test_train_step_is_traced_once_across_epochs(face_folder, tmp_path):
     train, _ = datamanager.split(images.count, 0.25)
     generator, discriminator = neuralnet.Generator(32), neuralnet.Discriminator(32)
     ema = tf_process.make_ema_generator(generator)
-    args = run.parse_args([])
-    optimizers = [tf_process.make_optimizer(args, m) for m in (generator, discriminator)]
-    step = tf_process.make_train_step(generator, discriminator, *optimizers, 1.0, 8,
-                                      tf.distribute.get_strategy(), ema, 0.99)
+    config = tf_process.TrainConfig()
+    optimizers = [tf_process.make_optimizer(m, config.lr, config.beta1, config.beta2)
+                  for m in (generator, discriminator)]
+    step = tf_process.make_train_step(
+        generator=generator, discriminator=discriminator, g_optimizer=optimizers[0],
+        d_optimizer=optimizers[1], ema_generator=ema, ema_decay=config.ema,
+        adv_weight=config.adv_weight, global_batch=8, strategy=tf.distribute.get_strategy())
     for epoch in range(2):
         for image_batch, masks in datamanager.train_dataset(images, train, 8, "random", 0, epoch):
             losses = step(image_batch, masks)
     assert step.experimental_get_tracing_count() == 1
     assert int(optimizers[0].iterations.numpy()) == 2 * (27 // 8)
     assert set(losses) == {"rec", "adv", "total", "disc"}
+
+
+def test_test_mode_reports_the_training_throughput_of_the_trained_batch(trained_run, face_folder,
+                                                                       tmp_path):
+    # trained_run: 2 epochs of 27 // 4 = 6 steps at batch 4; the test runs at batch 16
+    out = tmp_path / "copy"
+    shutil.copytree(trained_run, out)
+    assert run.main(["--data_dir", face_folder, "--out_dir", str(out), "--mode", "test",
+                     "--img_size", "32", "--batch", "16", "--test_ratio", "0.25"]) == 0
+    with open(out / "test_metrics.json") as f:
+        timing = json.load(f)["timing"]
+    assert timing["train_images"] == 2 * 6 * 4
+    assert timing["train_images_per_second"] == pytest.approx(48 / timing["train_seconds"])
+
+
+def test_console_written_to_a_file_is_plain(tmp_path):
+    log = tmp_path / "log"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    with open(log, "w") as f:
+        code = subprocess.run([sys.executable, str(ROOT / "run.py"), "--out_dir",
+                               str(tmp_path / "out"), "--n_synthetic", "24", "--img_size", "32",
+                               "--epoch", "1", "--batch", "8"],
+                              stdout=f, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    text = log.read_text()
+    assert code == 0, text
+    assert "\r" not in text and "\x1b" not in text
+    assert not re.search(r"^[IWEF]\d{4} |absl|cuInit|oneDNN", text, re.MULTILINE), text
+    assert re.search(r"^  step 2/2  rec [\d.]+ ", text, re.MULTILINE), text
+    assert "Epoch [1 / 1] (2 iterations)" in text and "Test on 2 images" in text

@@ -1,0 +1,56 @@
+"""Devices, precision and distribution: which GPUs, which mixed-precision policy, which
+tf.distribute strategy, and which process of a cluster writes the outputs."""
+import os
+
+import tensorflow as tf
+
+
+def _cpu_has_bfloat16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def configure_devices(gpus=None, mixed_precision=False):
+    """Chooses the devices, the precision policy and the distribution strategy.
+
+    gpus: indices of the GPUs to use (the original hard-coded CUDA_VISIBLE_DEVICES).
+    Returns (strategy, policy name).
+    """
+    physical = tf.config.list_physical_devices("GPU")
+    if gpus is not None:
+        missing = [i for i in gpus if i >= len(physical)]
+        if missing:
+            raise ValueError(f"--gpus {','.join(map(str, gpus))}: this machine has "
+                             f"{len(physical)} GPU(s); pick indices below {len(physical)}")
+        tf.config.set_visible_devices([physical[i] for i in gpus], "GPU")
+    visible = tf.config.get_visible_devices("GPU")
+    for gpu in visible:  # the original's allow_growth: take memory as needed, not all at once
+        tf.config.experimental.set_memory_growth(gpu, True)
+    policy = "float32"
+    if mixed_precision:
+        if visible:
+            policy = "mixed_float16"
+        elif _cpu_has_bfloat16():
+            policy = "mixed_bfloat16"
+    tf.keras.mixed_precision.set_global_policy(policy)
+    if "TF_CONFIG" in os.environ:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif len(visible) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    return strategy, policy
+
+
+def is_chief(strategy):
+    """Only the chief writes pictures, metrics and the checkpoints a user keeps."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
+                                             and resolver.task_id == 0)

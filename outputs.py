@@ -1,0 +1,231 @@
+"""Everything a run writes for a person to read: the sample grids, the test pictures,
+loss.png, the CSV records, the TensorBoard scalars and the console progress.
+
+The training loop calls one Monitor at the end of each epoch, as keras-io's DCGAN example
+calls its GANMonitor callback; it never lays out a picture itself.
+"""
+import csv
+import os
+import sys
+import time
+
+import matplotlib
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageDraw, ImageFont
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+LOSS_NAMES = ("rec", "adv", "total", "disc")
+
+
+# ----------------------------------------------------------------------------- pictures
+
+def _to_uint8(images):
+    return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _mosaic(images, columns):
+    n, h, w, c = images.shape
+    rows = -(-n // columns)
+    canvas = np.zeros((rows * h, columns * w, c), images.dtype)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+    return canvas
+
+
+def _save_png(image, path):
+    """Writes through a temporary file, so a reader never sees half a picture."""
+    tmp = path + ".tmp.png"
+    image.save(tmp)
+    os.replace(tmp, path)
+
+
+def _labelled_panels(panels, titles, path, gap=4):
+    """Panels side by side on white, each under its title; saved as PNG."""
+    font = ImageFont.load_default(size=max(12, panels[0].shape[0] // 40))
+    title_h = font.size + 8
+    height = max(p.shape[0] for p in panels) + title_h
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for panel, title in zip(panels, titles):
+        draw.text((x + panel.shape[1] // 2, 4), title, fill="black", font=font, anchor="ma")
+        canvas.paste(Image.fromarray(panel), (x, title_h))
+        x += panel.shape[1] + gap
+    _save_png(canvas, path)
+
+
+def save_sample_grid(path, images, masked, restored, composite):
+    """The original's four grids: Input, Masked, Restoration (composite) and Difference."""
+    columns = int(np.ceil(np.sqrt(len(images))))
+    difference = np.square(np.asarray(images) - np.asarray(restored))
+    panels = [_mosaic(_to_uint8(p), columns) for p in (images, masked, composite, difference)]
+    _labelled_panels(panels, ["Input", "Masked", "Restoration", "Difference"], path)
+
+
+def save_test_image(path, image, masked, composite):
+    """One test picture: original | masked | restored composite."""
+    Image.fromarray(np.concatenate(_to_uint8([image, masked, composite]), axis=1)).save(path)
+
+
+def _smooth(values, window):
+    if len(values) < window:
+        return np.asarray(values)
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_losses(path, steps, epochs):
+    """loss.png: smoothed training losses per step and test metrics per epoch."""
+    if not steps:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    window = max(1, min(25, len(steps) // 10))
+    x = np.array([r["step"] for r in steps])
+    ax = axes[0]
+    ax.plot(x, [r["rec"] for r in steps], color="tab:blue", alpha=0.25, lw=0.8)
+    ax.plot(x[window - 1:], _smooth([r["rec"] for r in steps], window), color="tab:blue",
+            label="train (smoothed)")
+    if epochs:
+        ax.plot([r["step"] for r in epochs], [r["test_rec"] for r in epochs], "o-",
+                color="tab:red", label="test")
+        ax.plot([r["step"] for r in epochs], [r["baseline_rec"] for r in epochs], "--",
+                color="tab:gray", label="test, mean-colour baseline")
+    ax.set(title="Reconstruction loss (sum over hole)", xlabel="step", yscale="log")
+    ax.legend()
+    ax = axes[1]
+    for name, label, color in (("adv", "generator adversarial", "tab:green"),
+                               ("disc", "discriminator", "tab:purple")):
+        ax.plot(x[window - 1:], _smooth([r[name] for r in steps], window), color=color, label=label)
+    ax.set(title="Adversarial losses (smoothed)", xlabel="step")
+    ax.legend()
+    ax = axes[2]
+    if epochs:
+        e = [r["epoch"] for r in epochs]
+        ax.plot(e, [r["test_hole_psnr"] for r in epochs], "o-", label="hole PSNR")
+        ax.plot(e, [r["baseline_hole_psnr"] for r in epochs], "--", color="tab:blue", alpha=0.6,
+                label="hole PSNR, mean-colour baseline")
+        ax.plot(e, [r["test_psnr"] for r in epochs], "s-", label="image PSNR")
+        ax.set(xlabel="epoch", ylabel="dB")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        twin = ax.twinx()
+        twin.plot(e, [r["test_ssim"] for r in epochs], "^--", color="tab:gray", label="SSIM")
+        twin.set_ylabel("SSIM")
+        twin.legend(loc="lower right")
+        ax.legend(loc="center right", fontsize="small")
+    ax.set_title("Test metrics per epoch")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- records
+
+def read_csv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _write_csv(path, rows, mode):
+    with open(path, mode, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if mode == "w" or f.tell() == 0:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+class Monitor:
+    """The records of one run (train_loss.csv, metrics.csv, TensorBoard scalars, loss.png)
+    and its sample grids. It keeps the rows in memory, so loss.png is drawn without reading
+    the CSVs back.
+
+    resumed_at: (step, epoch) of the checkpoint a resumed run starts from; rows written
+    after it are dropped from the files, since those steps will be trained again."""
+
+    def __init__(self, out_dir, restore, sample, sample_masks, resumed_at=None):
+        self.out_dir = out_dir
+        self.restore, self.sample, self.sample_masks = restore, sample, sample_masks
+        self.steps_path = os.path.join(out_dir, "train_loss.csv")
+        self.epochs_path = os.path.join(out_dir, "metrics.csv")
+        self.steps, self.epochs = [], []
+        if resumed_at:
+            step, epoch = resumed_at
+            self.steps = [r for r in read_csv(self.steps_path) if r["step"] <= step]
+            self.epochs = [r for r in read_csv(self.epochs_path) if r["epoch"] <= epoch]
+        for path, rows in ((self.steps_path, self.steps), (self.epochs_path, self.epochs)):
+            if rows:
+                _write_csv(path, rows, "w")
+            elif os.path.exists(path):
+                os.remove(path)
+        os.makedirs(os.path.join(out_dir, "training"), exist_ok=True)
+        self.writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs"))
+
+    def write_grid(self, epoch):
+        """training/%08d.png: the fixed sample batch restored by the model after `epoch`
+        epochs."""
+        save_sample_grid(os.path.join(self.out_dir, "training", f"{epoch:08d}.png"),
+                         *self.restore(self.sample, self.sample_masks))
+
+    def on_steps(self, first_step, epoch, losses):
+        """Records the steps trained in an epoch: losses maps each name to one value a step."""
+        rows = [{"step": first_step + i, "epoch": epoch,
+                 **{k: float(losses[k][i]) for k in LOSS_NAMES}}
+                for i in range(len(losses[LOSS_NAMES[0]]))]
+        if not rows:
+            return
+        with self.writer.as_default():
+            for row in rows:
+                for k in LOSS_NAMES:
+                    tf.summary.scalar(f"train/{k}", row[k], step=row["step"])
+        _write_csv(self.steps_path, rows, "a")
+        self.steps += rows
+
+    def on_epoch_end(self, epoch, row, test_metrics):
+        """Records an epoch's row of metrics.csv, its test scalars, redraws loss.png and writes
+        the epoch's sample grid."""
+        with self.writer.as_default():
+            for k, v in test_metrics.items():
+                tf.summary.scalar(f"test/{k}", v, step=int(row["step"]))
+        _write_csv(self.epochs_path, [row], "a")
+        self.epochs.append(row)
+        plot_losses(os.path.join(self.out_dir, "loss.png"), self.steps, self.epochs)
+        self.write_grid(epoch)
+
+    def close(self):
+        self.writer.flush()
+
+
+# ----------------------------------------------------------------------------- console
+
+class Progress:
+    """An epoch's progress: Keras's bar on a terminal; when output goes to a file (a log,
+    nohup, CI), a plain line every `every` seconds instead, with no carriage returns or
+    colour codes."""
+
+    def __init__(self, total, every=5.0):
+        self.total, self.every = total, every
+        self.tty = sys.stdout.isatty()
+        self.bar = tf.keras.utils.Progbar(total, stateful_metrics=["img/s"], unit_name="step") \
+            if self.tty else None
+        self.last = time.perf_counter()
+
+    def update(self, step, values, force=False):
+        """values: (name, number) pairs; shown at most every second on a terminal."""
+        now = time.perf_counter()
+        due = force or step == self.total or now - self.last >= (1.0 if self.tty else self.every)
+        if not due:
+            return
+        self.last = now
+        if self.bar:
+            self.bar.update(step, values)
+        else:
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in values)
+            print(f"  step {step}/{self.total}  {shown}", flush=True)
