@@ -1,4 +1,30 @@
-"""The context encoder (generator) and its discriminator, as in DESIGN.md."""
+"""The context encoder (generator) and its discriminator, layer by layer as the original.
+
+Every convolution is 3x3, stride 1, "same" padding, ELU, with the original's variance-scaling
+initialiser (scale 1, fan-in, untruncated normal). At 128x128x3:
+
+| stage      | generator layers                                         | output     | parameters |
+|------------|----------------------------------------------------------|------------|-----------:|
+| enc 1      | conv 16, conv 16, maxpool 2                              | 64x64x16   |      2,768 |
+| enc 2      | conv 32, conv 32, maxpool 2                              | 32x32x32   |     13,888 |
+| enc 3      | conv 64, conv 64, maxpool 2                              | 16x16x64   |     55,424 |
+| enc 4      | conv 128, conv 128, maxpool 2                            | 8x8x128    |    221,440 |
+| enc 5      | conv 128, conv 128, maxpool 2                            | 4x4x128    |    295,168 |
+| enc 6      | conv 256, conv 256                                       | 4x4x256    |    885,248 |
+| bottleneck | channel-wise dense: per channel 16 -> 16 values, ELU     | 4x4x256    |     69,632 |
+| dec 1      | conv 256, conv 256                                       | 4x4x256    |  1,180,160 |
+| dec 2      | transposed conv 128 stride 2, conv 128                   | 8x8x128    |    442,624 |
+| dec 3      | transposed conv 128 stride 2, conv 128                   | 16x16x128  |    295,168 |
+| dec 4      | transposed conv 64 stride 2, conv 64                     | 32x32x64   |    110,720 |
+| dec 5      | transposed conv 32 stride 2, conv 32                     | 64x64x32   |     27,712 |
+| dec 6      | transposed conv 16 stride 2, conv 16, conv 3 (sigmoid)   | 128x128x3  |      7,379 |
+|            | generator total                                          |            |  3,607,331 |
+
+The discriminator is the same six encoder stages with weights of its own (1,473,936
+parameters), flattened (4*4*256) into one dense unit (4,097): 1,478,033 parameters. The
+original ended it in a sigmoid; it gives logits here, for the numerically stable
+cross-entropy.
+"""
 import tensorflow as tf
 from tensorflow.keras import layers
 
