@@ -155,17 +155,17 @@ def build_training(strategy):
     """The two networks and the project's compiled train step, with run.py's default flags."""
     config = tf_process.TrainConfig()
     with strategy.scope():
-        generator = neuralnet.Generator(SIZE)
+        generator = tf_process.build_generator(config)
         discriminator = neuralnet.Discriminator(SIZE)
         g_optimizer, d_optimizer = (
             tf_process.make_optimizer(model, config.lr, config.beta1, config.beta2)
             for model in (generator, discriminator))
         ema_generator = tf_process.make_ema_generator(generator)
     train_step = tf_process.make_train_step(
-        generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
-        d_optimizer=d_optimizer, ema_generator=ema_generator, ema_decay=config.ema,
-        adv_weight=config.adv_weight, global_batch=BATCH, strategy=strategy)
-    return generator, discriminator, train_step
+        config=config, generator=generator, discriminator=discriminator,
+        g_optimizer=g_optimizer, d_optimizer=d_optimizer, ema_generator=ema_generator,
+        global_batch=BATCH, strategy=strategy)
+    return generator, discriminator, train_step, config
 
 
 def _face_batch(mask):
@@ -177,14 +177,14 @@ def child_train_step(precision, settings):
     """Train step and test inference images/s in one precision, the model's FLOPs and the
     matmul ceiling in the policy's compute dtype."""
     strategy, policy = devices.configure_devices(None, mixed_precision=precision == "mixed")
-    generator, discriminator, train_step = build_training(strategy)
+    generator, discriminator, train_step, config = build_training(strategy)
     repeats, steps = settings["step_repeats"], settings["steps"]
     images, masks = _face_batch("random")
     for _ in range(2):  # the first call traces; the second is still slower than the rest
         train_step(images, masks)
     step_rates = [steps * BATCH / _seconds(lambda: [train_step(images, masks) for _ in range(steps)])
                   for _ in range(repeats)]
-    restore = tf_process.make_restore(generator)
+    restore = tf_process.make_restore(generator, config)
     images, masks = _face_batch("center")
     for _ in range(2):
         restore(images, masks)
@@ -222,7 +222,7 @@ def timed_epoch(train_step, cache_dir, data_dir, limit, epoch):
 def _traced_step():
     """The default run's policy (as run.py chooses it) and its train step, already traced."""
     strategy, policy = devices.configure_devices(None, mixed_precision=True)
-    _, _, train_step = build_training(strategy)
+    _, _, train_step, _ = build_training(strategy)
     train_step(*_face_batch("random"))
     return policy, train_step
 

@@ -84,18 +84,31 @@ def _check_size(img_size):
         raise ValueError(f"image side must be a positive multiple of {DOWNSAMPLING}, got {img_size}")
 
 
-def Generator(img_size=128, channels=3):
-    """Masked image in [0, 1] -> full restored image in [0, 1]."""
+def _upsample(x, filters, name, kind):
+    """2x upsampling to `filters` channels. "transpose": the original's stride-2 transposed
+    3x3 convolution, whose overlapping strides leave a checkerboard (Odena et al. 2016).
+    "resize": nearest-neighbour 2x, then a 3x3 convolution: the same parameters, no
+    checkerboard, but the convolution runs at the output resolution (4x its arithmetic)."""
+    if kind == "transpose":
+        return layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="elu",
+                                      kernel_initializer=_initializer(), name=f"{name}_upconv")(x)
+    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
+    return _conv(filters, f"{name}_upconv")(x)
+
+
+def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False):
+    """Masked image in [0, 1] -> full restored image in [0, 1].
+
+    mask_channel: the hole is given as a fourth input channel, so a black pixel of the photo
+    and a hidden one differ."""
     _check_size(img_size)
-    masked = layers.Input((img_size, img_size, channels), name="masked")
+    masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
     x = encoder(masked, "g_")
     x = ChannelWiseDense(name="g_channelwise_dense")(x)
     x = _conv(256, "g_dec1_conv1")(x)
     x = _conv(256, "g_dec1_conv2")(x)
     for stage, filters in enumerate(DECODER_FILTERS, start=2):
-        x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="elu",
-                                   kernel_initializer=_initializer(),
-                                   name=f"g_dec{stage}_upconv")(x)
+        x = _upsample(x, filters, f"g_dec{stage}", upsample)
         x = _conv(filters, f"g_dec{stage}_conv")(x)
     # The output layer stays float32 under mixed precision: losses and pictures need it.
     restored = _conv(channels, "g_output", activation="sigmoid", dtype="float32")(x)

@@ -60,12 +60,25 @@ def _labelled_panels(panels, titles, path, gap=4):
     _save_png(canvas, path)
 
 
+DIFFERENCE_SCALE = 0.25  # |x - x_hat| at or above this shows as the brightest colour
+
+
+def difference_map(images, restored):
+    """|x - x_hat| averaged over the channels, through the magma colour map, so that errors of
+    a few percent are visible (squared errors on a [0, 1] scale are almost black)."""
+    error = np.abs(np.asarray(images) - np.asarray(restored)).mean(-1) / DIFFERENCE_SCALE
+    return matplotlib.colormaps["magma"](np.clip(error, 0.0, 1.0))[..., :3]
+
+
 def save_sample_grid(path, images, masked, restored, composite):
-    """The original's four grids: Input, Masked, Restoration (composite) and Difference."""
+    """The original's four grids: Input, Masked, Restoration (composite) and Difference (of
+    the generator's raw output, over the whole picture)."""
     columns = int(np.ceil(np.sqrt(len(images))))
-    difference = np.square(np.asarray(images) - np.asarray(restored))
-    panels = [_mosaic(_to_uint8(p), columns) for p in (images, masked, composite, difference)]
-    _labelled_panels(panels, ["Input", "Masked", "Restoration", "Difference"], path)
+    panels = [_mosaic(_to_uint8(p), columns)
+              for p in (images, masked, composite, difference_map(images, restored))]
+    _labelled_panels(panels, ["Input", "Masked", "Restoration",
+                              f"|x - x_hat| (0 to {DIFFERENCE_SCALE})"],
+                     path)
 
 
 def save_test_image(path, image, masked, composite):
@@ -79,11 +92,18 @@ def _smooth(values, window):
     return np.convolve(values, np.ones(window) / window, mode="valid")
 
 
-def plot_losses(path, steps, epochs):
-    """loss.png: smoothed training losses per step and test metrics per epoch."""
+REFERENCE_STYLE = {"telea": ("OpenCV Telea", "tab:orange"),
+                   "navier_stokes": ("OpenCV Navier-Stokes", "tab:brown"),
+                   "mean_border": ("mean border colour", "tab:gray")}
+
+
+def plot_losses(path, steps, epochs, references):
+    """loss.png: smoothed training losses per step, and the test metrics per epoch against the
+    training-free references (flat lines: they do not train)."""
     if not steps:
         return
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    best = max(references, key=lambda name: references[name]["hole_psnr"])
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.5))
     window = max(1, min(25, len(steps) // 10))
     x = np.array([r["step"] for r in steps])
     ax = axes[0]
@@ -93,8 +113,8 @@ def plot_losses(path, steps, epochs):
     if epochs:
         ax.plot([r["step"] for r in epochs], [r["test_rec"] for r in epochs], "o-",
                 color="tab:red", label="test")
-        ax.plot([r["step"] for r in epochs], [r["baseline_rec"] for r in epochs], "--",
-                color="tab:gray", label="test, mean-colour baseline")
+    label, color = REFERENCE_STYLE[best]
+    ax.axhline(references[best]["rec"], ls="--", color=color, label=f"test, {label}")
     ax.set(title="Reconstruction loss (sum over hole)", xlabel="step", yscale="log")
     ax.legend()
     ax = axes[1]
@@ -103,21 +123,29 @@ def plot_losses(path, steps, epochs):
         ax.plot(x[window - 1:], _smooth([r[name] for r in steps], window), color=color, label=label)
     ax.set(title="Adversarial losses (smoothed)", xlabel="step")
     ax.legend()
+    e = [r["epoch"] for r in epochs]
     ax = axes[2]
-    if epochs:
-        e = [r["epoch"] for r in epochs]
-        ax.plot(e, [r["test_hole_psnr"] for r in epochs], "o-", label="hole PSNR")
-        ax.plot(e, [r["baseline_hole_psnr"] for r in epochs], "--", color="tab:blue", alpha=0.6,
-                label="hole PSNR, mean-colour baseline")
-        ax.plot(e, [r["test_psnr"] for r in epochs], "s-", label="image PSNR")
-        ax.set(xlabel="epoch", ylabel="dB")
+    ax.plot(e, [r["test_hole_psnr"] for r in epochs], "o-", color="tab:red", label="model")
+    for name, (label, color) in REFERENCE_STYLE.items():
+        ax.axhline(references[name]["hole_psnr"], ls="--", color=color, label=label)
+    ax.set(title="Test hole PSNR (dB)", xlabel="epoch")
+    ax.legend(fontsize="small")
+    ax = axes[3]
+    ax.plot(e, [r["test_seam"] for r in epochs], "o-", color="tab:red", label="seam, model")
+    ax.axhline(references[best]["seam"], ls="--", color="tab:red", alpha=0.6,
+               label=f"seam, {REFERENCE_STYLE[best][0]}")
+    ax.set(title="Test seam (lower is better) and detail (a face: 1)", xlabel="epoch",
+           ylabel="seam")
+    twin = ax.twinx()
+    twin.plot(e, [r["test_detail"] for r in epochs], "s-", color="tab:blue", label="detail, model")
+    twin.axhline(references[best]["detail"], ls="--", color="tab:blue", alpha=0.6,
+                 label=f"detail, {REFERENCE_STYLE[best][0]}")
+    twin.set_ylabel("detail")
+    lines = ax.get_legend_handles_labels()
+    twin_lines = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize="small")
+    for ax in axes[2:]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        twin = ax.twinx()
-        twin.plot(e, [r["test_ssim"] for r in epochs], "^--", color="tab:gray", label="SSIM")
-        twin.set_ylabel("SSIM")
-        twin.legend(loc="lower right")
-        ax.legend(loc="center right", fontsize="small")
-    ax.set_title("Test metrics per epoch")
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
@@ -150,8 +178,8 @@ class Monitor:
     resumed_at: (step, epoch) of the checkpoint a resumed run starts from; rows written
     after it are dropped from the files, since those steps will be trained again."""
 
-    def __init__(self, out_dir, restore, sample, sample_masks, resumed_at=None):
-        self.out_dir = out_dir
+    def __init__(self, out_dir, restore, sample, sample_masks, references, resumed_at=None):
+        self.out_dir, self.references = out_dir, references
         self.restore, self.sample, self.sample_masks = restore, sample, sample_masks
         self.steps_path = os.path.join(out_dir, "train_loss.csv")
         self.epochs_path = os.path.join(out_dir, "metrics.csv")
@@ -196,7 +224,8 @@ class Monitor:
                 tf.summary.scalar(f"test/{k}", v, step=int(row["step"]))
         _write_csv(self.epochs_path, [row], "a")
         self.epochs.append(row)
-        plot_losses(os.path.join(self.out_dir, "loss.png"), self.steps, self.epochs)
+        plot_losses(os.path.join(self.out_dir, "loss.png"), self.steps, self.epochs,
+                    self.references)
         self.write_grid(epoch)
 
     def close(self):

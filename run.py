@@ -61,6 +61,19 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.99,
                    help="decay of the moving average of generator weights used for sample "
                         "grids, metrics and test; 0 uses the last weights as they are")
+    p.add_argument("--upsample", choices=("transpose", "resize"), default="transpose",
+                   help="the decoder's 2x upsampling: the original's transposed convolution, "
+                        "or nearest-neighbour resize then a 3x3 convolution (no checkerboard)")
+    p.add_argument("--mask_channel", action=argparse.BooleanOptionalAction, default=False,
+                   help="give the generator the hole as a fourth input channel")
+    p.add_argument("--band", type=int, default=0,
+                   help="width in pixels (at 128x128, scaled with --img_size) of the band "
+                        "around the hole for the overlap loss and the feathered blend; 0: none")
+    p.add_argument("--overlap_weight", type=float, default=10.0,
+                   help="weight of the reconstruction error in the band (Pathak et al.: 10)")
+    p.add_argument("--feather", action=argparse.BooleanOptionalAction, default=False,
+                   help="blend the restoration into the context across the band instead of "
+                        "pasting it with a hard edge")
     p.add_argument("--img_size", type=int, default=128,
                    help="side images are resized to; a multiple of 32")
     p.add_argument("--limit", type=int, default=None,
@@ -100,6 +113,8 @@ def check_args(args):
         (args.data_dir is None and args.n_synthetic < 2,
          f"--n_synthetic {args.n_synthetic}: draw at least 2 faces"),
         (not 0 <= args.ema < 1, f"--ema {args.ema}: the decay must be in [0, 1)"),
+        (args.band < 0, f"--band {args.band}: the band needs 0 or more pixels"),
+        (args.overlap_weight < 0, f"--overlap_weight {args.overlap_weight}: must be 0 or more"),
     ]
     return next((message for failed, message in problems if failed), None)
 
@@ -133,6 +148,8 @@ def _indices(text):
 def train_config(args):
     """The training settings the library takes, from the flags."""
     return tf_process.TrainConfig(
+        img_size=args.img_size, upsample=args.upsample, mask_channel=args.mask_channel,
+        band=args.band, overlap_weight=args.overlap_weight, feather=args.feather,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
         adv_weight=args.adv_weight, ema=args.ema, train_mask=args.train_mask,
         test_mask=args.test_mask, seed=args.seed, xla=args.xla)
@@ -170,19 +187,19 @@ def main(argv=None):
         return 130
     print(f"{images.count} images at {args.img_size}x{args.img_size}: "
           f"{len(train_idx)} train, {len(test_idx)} test")
+    config = train_config(args)
     with strategy.scope():
-        generator = neuralnet.Generator(args.img_size)
+        generator = tf_process.build_generator(config)
         discriminator = neuralnet.Discriminator(args.img_size)
     print(f"generator: {generator.count_params():,} parameters; "
           f"discriminator: {discriminator.count_params():,} parameters; "
           f"{policy} on {strategy.num_replicas_in_sync} replica(s)")
     try:
         if args.mode in ("train_test", "train"):
-            tf_process.train(train_config(args), args.out_dir, images, train_idx, test_idx,
+            tf_process.train(config, args.out_dir, images, train_idx, test_idx,
                              generator, discriminator, strategy, resume=args.resume)
         if args.mode in ("train_test", "test") and devices.is_chief(strategy):
-            tf_process.test(args.out_dir, images, test_idx, generator, args.batch,
-                            args.test_mask)
+            tf_process.test(config, args.out_dir, images, test_idx, generator)
     except tf_process.TrainingStopped as stop:
         resume = f" Resume with: {resume_command(argv)}" if stop.resumable else ""
         print(f"\n{stop}{resume}", file=sys.stderr)

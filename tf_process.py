@@ -12,7 +12,9 @@ import tensorflow as tf
 
 import datamanager
 import losses
+import neuralnet
 import outputs
+import references
 from devices import is_chief
 
 SAMPLE_COUNT = 100
@@ -21,7 +23,13 @@ SAMPLE_COUNT = 100
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: run.py fills it from the flags; tests and benchmark.py build it
-    directly."""
+    directly. The defaults are run.py's."""
+    img_size: int = 128
+    upsample: str = "transpose"  # the decoder's 2x upsampling: "transpose" or "resize"
+    mask_channel: bool = False  # the hole as a fourth input channel of the generator
+    band: int = 0  # pixels (at 128x128) around the hole for the overlap loss and the blend
+    overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
+    feather: bool = False  # blend the restoration into the context across the band
     epoch: int = 20
     batch: int = 64
     lr: float = 1e-4
@@ -41,6 +49,27 @@ def to_unit(images):
     return tf.cast(images, tf.float32) / 255.0
 
 
+def band_pixels(config):
+    """The band around the hole, scaled from 128x128 to the run's side."""
+    return round(config.band * config.img_size / 128)
+
+
+def build_generator(config):
+    return neuralnet.Generator(config.img_size, upsample=config.upsample,
+                               mask_channel=config.mask_channel)
+
+
+def generator_input(masked, masks, config):
+    return tf.concat([masked, masks], -1) if config.mask_channel else masked
+
+
+def compose(masked, restored, masks, config):
+    """What a user sees: the context kept and the hole filled; with `feather`, the restoration
+    is blended into the context across the band instead of pasted with a hard edge."""
+    alpha = datamanager.blend_weights(masks, band_pixels(config)) if config.feather else masks
+    return masked * (1.0 - alpha) + restored * alpha
+
+
 def make_optimizer(model, learning_rate, beta1, beta2):
     optimizer = tf.keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2)
     if tf.keras.mixed_precision.global_policy().name == "mixed_float16":
@@ -56,24 +85,32 @@ def make_ema_generator(generator):
     return ema_generator
 
 
-def make_train_step(*, generator, discriminator, g_optimizer, d_optimizer, ema_generator,
-                    ema_decay, adv_weight, global_batch, strategy, jit_compile=False):
+def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimizer,
+                    ema_generator, global_batch, strategy):
     """One compiled step of the two-player GAN; returns the losses it computed.
 
     ema_generator follows an exponential moving average of the generator's weights."""
+    band = band_pixels(config)
 
     def replica_step(images, masks):
         images = to_unit(images)
         masked = images * (1.0 - masks)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            restored = tf.cast(generator(masked, training=True), tf.float32)
+            restored = tf.cast(generator(generator_input(masked, masks, config), training=True),
+                               tf.float32)
             # The discriminator judges what a user sees: the context kept, the hole filled.
-            composite = masked + restored * masks
+            composite = compose(masked, restored, masks, config)
             real_logits = discriminator(images, training=True)
             fake_logits = discriminator(composite, training=True)
+            # Reported: the original's hole-only sum. Trained: that plus the band around the
+            # hole, weighted, so the restoration continues the visible context.
             rec = losses.reconstruction_loss(images, restored, masks)
+            fit = rec
+            if band and config.overlap_weight:
+                ring = tf.nn.max_pool2d(masks, 2 * band + 1, 1, "SAME") - masks
+                fit += config.overlap_weight * losses.reconstruction_loss(images, restored, ring)
             adv = losses.generator_adversarial_loss(fake_logits)
-            per_image = {"rec": rec, "adv": adv, "total": rec + adv_weight * adv,
+            per_image = {"rec": rec, "adv": adv, "total": fit + config.adv_weight * adv,
                          "disc": losses.discriminator_loss(real_logits, fake_logits)}
             means = {name: tf.nn.compute_average_loss(value, global_batch_size=global_batch)
                      for name, value in per_image.items()}
@@ -86,13 +123,13 @@ def make_train_step(*, generator, discriminator, g_optimizer, d_optimizer, ema_g
         d_optimizer.apply_gradients(zip(d_grads, discriminator.trainable_variables))
         return means
 
-    @tf.function(jit_compile=jit_compile)
+    @tf.function(jit_compile=config.xla)
     def train_step(images, masks):
         means = strategy.run(replica_step, args=(images, masks))
         # GAN weights jitter from step to step; their average restores faces more steadily.
         # The warm-up keeps the average from dwelling on the random initial weights.
         step = tf.cast(g_optimizer.iterations, tf.float32)
-        decay = tf.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+        decay = tf.minimum(config.ema, (1.0 + step) / (10.0 + step))
         for average, weight in zip(ema_generator.weights, generator.weights):
             average.assign(decay * average + (1.0 - decay) * weight)
         return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
@@ -100,32 +137,50 @@ def make_train_step(*, generator, discriminator, g_optimizer, d_optimizer, ema_g
     return train_step
 
 
-def make_restore(generator):
+def make_restore(generator, config):
     """uint8 images and masks -> (images, masked, restored, composite), all float in [0, 1]."""
     @tf.function(reduce_retracing=True)
     def restore(images, masks):
         images = to_unit(images)
         masked = images * (1.0 - masks)
-        restored = tf.cast(generator(masked, training=False), tf.float32)
-        return images, masked, restored, masked + restored * masks
+        restored = tf.cast(generator(generator_input(masked, masks, config), training=False),
+                           tf.float32)
+        return images, masked, restored, compose(masked, restored, masks, config)
     return restore
 
 
+def _add_metrics(totals, images, filled, masks):
+    for name, values in losses.image_metrics(images, filled, masks).items():
+        totals[name] = totals.get(name, 0.0) + float(tf.reduce_sum(values))
+
+
 def evaluate(restore, dataset, on_batch=None):
-    """Mean metrics of the model's composite and of the baseline over a test dataset."""
-    model, baseline, count = {}, {}, 0
+    """Mean metrics of the model's composite over a test dataset, and the image count."""
+    totals, count = {}, 0
     for image_batch, masks in dataset:
         images, masked, _, composite = restore(image_batch, masks)
-        width = max(1, images.shape[1] // 32)
-        for totals, filled in ((model, composite),
-                               (baseline, losses.mean_border_fill(images, masks, width))):
-            for name, values in losses.image_metrics(images, filled, masks).items():
-                totals[name] = totals.get(name, 0.0) + float(tf.reduce_sum(values))
+        _add_metrics(totals, images, composite, masks)
         if on_batch:
             on_batch(count, images, masked, composite)
         count += int(images.shape[0])
-    return ({k: v / count for k, v in model.items()}, {k: v / count for k, v in baseline.items()},
-            count)
+    return {k: v / count for k, v in totals.items()}, count
+
+
+def evaluate_references(dataset):
+    """Mean metrics of every training-free fill over the same images and holes; computed once
+    per test set (they never change)."""
+    totals, count = {name: {} for name in references.REFERENCES}, 0
+    for image_batch, masks in dataset:
+        images = to_unit(image_batch)
+        for name, fill in references.REFERENCES.items():
+            _add_metrics(totals[name], images, fill(images, masks), masks)
+        count += int(images.shape[0])
+    return {name: {k: v / count for k, v in metrics.items()} for name, metrics in totals.items()}
+
+
+def best_reference(scores):
+    """The name of the reference with the highest hole PSNR."""
+    return max(scores, key=lambda name: scores[name]["hole_psnr"])
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -208,16 +263,18 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
         _restore_checkpoint(ckpt, latest, images.size)
         print(f"resumed from {latest}: epoch {int(ckpt.epoch)}, step {global_step()}")
     train_step = make_train_step(
-        generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
-        d_optimizer=d_optimizer, ema_generator=ema_generator, ema_decay=config.ema,
-        adv_weight=config.adv_weight, global_batch=config.batch, strategy=strategy,
-        jit_compile=config.xla)
-    restore = make_restore(ema_generator)
+        config=config, generator=generator, discriminator=discriminator,
+        g_optimizer=g_optimizer, d_optimizer=d_optimizer, ema_generator=ema_generator,
+        global_batch=config.batch, strategy=strategy)
+    restore = make_restore(ema_generator, config)
     sample = images.read(train_idx[:SAMPLE_COUNT])
+    test_data = datamanager.test_dataset(images, test_idx, config.batch, config.test_mask)
+    scores = evaluate_references(test_data)
+    best = best_reference(scores)
     monitor = outputs.Monitor(out, restore, sample,
                               datamanager.make_masks("center", len(sample), images.size, [0, 0]),
+                              scores,
                               resumed_at=(global_step(), int(ckpt.epoch)) if resume else None)
-    test_data = datamanager.test_dataset(images, test_idx, config.batch, config.test_mask)
     steps_per_epoch = len(train_idx) // config.batch
     if int(ckpt.epoch) == 0 and int(ckpt.step_in_epoch) == 0:
         monitor.write_grid(0)
@@ -259,20 +316,22 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
 
             ckpt.epoch.assign(epoch + 1)
             ckpt.step_in_epoch.assign(0)
-            model, baseline, _ = evaluate(restore, test_data)
+            model, _ = evaluate(restore, test_data)
             mean = {k: float(v.mean()) for k, v in step_losses.items()}
             print(f"Epoch [{epoch + 1} / {config.epoch}] ({global_step()} "
                   f"iterations) Rec: {mean['rec']:.2f}  Adv: {mean['adv']:.3f}  "
                   f"Tot: {mean['total']:.2f}  D: {mean['disc']:.3f} | test Rec: "
-                  f"{model['rec']:.2f}  hole PSNR: {model['hole_psnr']:.2f} dB  "
-                  f"SSIM: {model['ssim']:.4f}", flush=True)
+                  f"{model['rec']:.2f}  hole PSNR: {model['hole_psnr']:.2f} dB "
+                  f"({best} {scores[best]['hole_psnr']:.2f})  seam: {model['seam']:.2f}  "
+                  f"detail: {model['detail']:.2f}", flush=True)
             _save(manager, global_step())
             monitor.on_epoch_end(
                 epoch + 1,
                 {"epoch": epoch + 1, "step": global_step(),
                  **{f"train_{k}": mean[k] for k in outputs.LOSS_NAMES},
                  **{f"test_{k}": v for k, v in model.items()},
-                 "baseline_rec": baseline["rec"], "baseline_hole_psnr": baseline["hole_psnr"],
+                 **{f"{name}_{k}": v for name, metrics in scores.items()
+                    for k, v in metrics.items()},
                  "train_seconds": float(ckpt.train_seconds),
                  "images_per_second": len(history) * config.batch / seconds},
                 model)
@@ -282,9 +341,9 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
         monitor.close()
 
 
-def test(out_dir, images, test_idx, generator, batch, test_mask):
-    """Restores the latest checkpoint's averaged generator and writes test/%08d.png and
-    test_metrics.json."""
+def test(config, out_dir, images, test_idx, generator):
+    """Restores the latest checkpoint's averaged generator, writes test/%08d.png and
+    test_metrics.json, and scores the model against the training-free references."""
     progress = _progress_variables()
     ckpt = tf.train.Checkpoint(ema_generator=generator, train_seconds=progress["train_seconds"],
                                train_images=progress["train_images"])
@@ -301,16 +360,18 @@ def test(out_dir, images, test_idx, generator, batch, test_mask):
             outputs.save_test_image(os.path.join(out_dir, "test", f"{first + i:08d}.png"),
                                     images_[i].numpy(), masked[i].numpy(), composite[i].numpy())
 
-    restore = make_restore(generator)
-    data = datamanager.test_dataset(images, test_idx, batch, test_mask)
+    restore = make_restore(generator, config)
+    data = datamanager.test_dataset(images, test_idx, config.batch, config.test_mask)
     restore(*next(iter(data)))  # trace outside the timed loop
     start = time.perf_counter()
-    model, baseline, count = evaluate(restore, data, write_images)
+    model, count = evaluate(restore, data, write_images)
     seconds = time.perf_counter() - start
+    scores = evaluate_references(data)
+    best = best_reference(scores)
     train_seconds, train_images = float(ckpt.train_seconds), int(ckpt.train_images)
     result = {
-        "checkpoint": latest, "images": count, "mask": test_mask,
-        "model": model, "baseline_mean_border_fill": baseline,
+        "checkpoint": latest, "images": count, "mask": config.test_mask,
+        "model": model, "references": scores, "best_reference": best,
         "timing": {"train_seconds": train_seconds, "train_images": train_images,
                    "train_images_per_second": train_images / train_seconds
                    if train_seconds else None,
@@ -318,11 +379,13 @@ def test(out_dir, images, test_idx, generator, batch, test_mask):
     }
     with open(os.path.join(out_dir, "test_metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
-    print(f"Test on {count} images ({test_mask} hole): "
-          f"model hole PSNR {model['hole_psnr']:.2f} dB vs baseline {baseline['hole_psnr']:.2f} dB; "
-          f"PSNR {model['psnr']:.2f} vs {baseline['psnr']:.2f}; "
-          f"SSIM {model['ssim']:.4f} vs {baseline['ssim']:.4f}; "
-          f"Rec {model['rec']:.2f} vs {baseline['rec']:.2f}")
+    ref = scores[best]
+    print(f"Test on {count} images ({config.test_mask} hole), model vs the best training-free "
+          f"fill ({best}): hole PSNR {model['hole_psnr']:.2f} vs {ref['hole_psnr']:.2f} dB "
+          f"({model['hole_psnr'] - ref['hole_psnr']:+.2f}); hole L1 {model['hole_l1']:.1f} vs "
+          f"{ref['hole_l1']:.1f}; seam {model['seam']:.2f} vs {ref['seam']:.2f}; detail "
+          f"{model['detail']:.2f} vs {ref['detail']:.2f}; SSIM {model['ssim']:.4f} vs "
+          f"{ref['ssim']:.4f}; Rec {model['rec']:.2f} vs {ref['rec']:.2f}")
     if train_seconds:
         print(f"Training time {train_seconds:.0f} s "
               f"({result['timing']['train_images_per_second']:.1f} images/s); "

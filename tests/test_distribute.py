@@ -35,8 +35,9 @@ for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
         g_opt, d_opt = (tf_process.make_optimizer(m, 1e-3, 0.9, 0.999)
                         for m in (generator, discriminator))
     step = tf_process.make_train_step(
-        generator=generator, discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt,
-        ema_generator=ema, ema_decay=0.99, adv_weight=1.0, global_batch=8, strategy=strategy)
+        config=tf_process.TrainConfig(img_size=32, lr=1e-3), generator=generator,
+        discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt, ema_generator=ema,
+        global_batch=8, strategy=strategy)
     data = strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensor_slices((images, masks)).batch(8))
     losses = step(*next(iter(data)))

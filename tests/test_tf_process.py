@@ -15,6 +15,7 @@ from PIL import Image
 import datamanager
 import losses
 import neuralnet
+import references
 import run
 import tf_process
 
@@ -53,8 +54,12 @@ def test_two_epoch_run_writes_every_output(trained_run):
     with open(os.path.join(out, "test_metrics.json")) as f:
         result = json.load(f)
     assert result["images"] == 9 and result["mask"] == "center"
-    for key in ("model", "baseline_mean_border_fill"):
-        assert set(result[key]) == {"rec", "psnr", "ssim", "hole_psnr"}
+    names = {"rec", "psnr", "ssim", "hole_psnr", "hole_l1", "seam", "detail"}
+    assert set(result["model"]) == names
+    assert set(result["references"]) == {"telea", "navier_stokes", "mean_border"}
+    assert all(set(scores) == names for scores in result["references"].values())
+    assert result["best_reference"] == max(result["references"],
+                                           key=lambda n: result["references"][n]["hole_psnr"])
     assert result["timing"]["test_ms_per_image"] > 0 and result["timing"]["train_seconds"] > 0
 
 
@@ -88,7 +93,7 @@ def test_reconstruction_loss_is_the_sum_over_the_hole():
 def test_hole_psnr_and_baseline_fill():
     images = tf.concat([tf.fill([1, 32, 32, 3], 0.5), tf.zeros([1, 32, 32, 3])], 0)
     masks = datamanager.make_masks("center", 2, 32, [0, 0])
-    filled = losses.mean_border_fill(images, masks, 1)
+    filled = references.mean_border_fill(images, masks, 1)
     # on a flat image the border's mean colour is exactly right
     np.testing.assert_allclose(filled.numpy(), images.numpy(), atol=1e-6)
     wrong = images + 0.1 * masks
@@ -113,9 +118,9 @@ def test_train_step_is_traced_once_across_epochs(face_folder, tmp_path):
     optimizers = [tf_process.make_optimizer(m, config.lr, config.beta1, config.beta2)
                   for m in (generator, discriminator)]
     step = tf_process.make_train_step(
-        generator=generator, discriminator=discriminator, g_optimizer=optimizers[0],
-        d_optimizer=optimizers[1], ema_generator=ema, ema_decay=config.ema,
-        adv_weight=config.adv_weight, global_batch=8, strategy=tf.distribute.get_strategy())
+        config=config, generator=generator, discriminator=discriminator,
+        g_optimizer=optimizers[0], d_optimizer=optimizers[1], ema_generator=ema, global_batch=8,
+        strategy=tf.distribute.get_strategy())
     for epoch in range(2):
         for image_batch, masks in datamanager.train_dataset(images, train, 8, "random", 0, epoch):
             losses = step(image_batch, masks)
