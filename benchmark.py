@@ -156,7 +156,7 @@ def build_training(strategy):
     config = tf_process.TrainConfig()
     with strategy.scope():
         generator = tf_process.build_generator(config)
-        discriminator = neuralnet.Discriminator(SIZE)
+        discriminator = tf_process.build_discriminator(config)
         g_optimizer, d_optimizer = (
             tf_process.make_optimizer(model, config.lr, config.beta1, config.beta2)
             for model in (generator, discriminator))

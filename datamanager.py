@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from synthetic_faces import synthetic_face
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff")
 CACHE_VERSION = 1  # bump when decoding changes, so stale caches are never reused
 MASKS = ("center", "random", "facemask")
 
@@ -51,12 +51,13 @@ class ImageSet:
 
 # ----------------------------------------------------------------------------- files
 
-def find_images(data_dir, limit=None):
-    """Every image file under data_dir, recursively, sorted by path."""
+def find_images(data_dir, limit=None, flag="--data_dir"):
+    """Every image file under data_dir, recursively, sorted by path; `flag` names the folder
+    in errors."""
     if not os.path.exists(data_dir):
-        raise DataError(f"--data_dir {data_dir}: no such directory; point it at a folder of images")
+        raise DataError(f"{flag} {data_dir}: no such directory; point it at a folder of images")
     if not os.path.isdir(data_dir):
-        raise DataError(f"--data_dir {data_dir}: not a directory; point it at a folder of images")
+        raise DataError(f"{flag} {data_dir}: not a directory; point it at a folder of images")
     paths = []
     for root, dirs, files in os.walk(data_dir, followlinks=True):
         dirs.sort()
@@ -65,10 +66,23 @@ def find_images(data_dir, limit=None):
                 warnings.warn(f"skipping {os.path.join(root, name)}: a directory, not an image")
         paths += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not paths:
-        raise DataError(f"--data_dir {data_dir}: no {'/'.join(IMAGE_EXTENSIONS)} files found "
+        raise DataError(f"{flag} {data_dir}: no {'/'.join(IMAGE_EXTENSIONS)} files found "
                         "in it or its subfolders")
     paths.sort()
     return paths[:limit] if limit else paths
+
+
+def as_rgb(image):
+    """Any Pillow image as 8-bit RGB: 16-bit greyscale keeps its top 8 bits (instead of
+    clipping to white), transparency is laid on white. Copies only when it changes
+    something."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+        image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (255, 255, 255))
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def load_image(path, size):
@@ -78,16 +92,7 @@ def load_image(path, size):
         # 512x512 file decodes straight to 128x128 and needs no resize below.
         image.draft("RGB", (size, size))
         ImageOps.exif_transpose(image, in_place=True)
-        if image.mode in ("I", "I;16", "I;16B", "I;16L"):
-            # 16-bit greyscale: keep the top 8 bits instead of clipping to white.
-            image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8))
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            image = Image.new("RGB", rgba.size, (255, 255, 255))
-            image.paste(rgba, mask=rgba.getchannel("A"))
-        # Each step below copies the image, so it runs only when it changes something.
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        image = as_rgb(image)
         side = min(image.size)
         if image.size != (side, side):
             left, top = (image.width - side) // 2, (image.height - side) // 2

@@ -10,16 +10,17 @@ def reconstruction_loss(images, restored, masks):
 
 
 def discriminator_loss(real_logits, fake_logits):
-    """Per image: cross-entropy of calling real images real and composites fake."""
+    """Per image: cross-entropy of calling real images real and composites fake, summed over
+    the discriminator's logits (whole picture, and the hole's neighbourhood if judged)."""
     real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
     fake = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits), fake_logits)
-    return tf.reshape(real + fake, [-1])
+    return tf.reduce_sum(real + fake, axis=-1)
 
 
 def generator_adversarial_loss(fake_logits):
-    """Per image: the non-saturating GAN loss, -log D(composite)."""
-    return tf.reshape(
-        tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits), [-1])
+    """Per image: the non-saturating GAN loss, -log D(composite), summed over the logits."""
+    return tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits), axis=-1)
 
 
 # ----------------------------------------------------------------------------- metrics

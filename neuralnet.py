@@ -44,11 +44,15 @@ def _conv(filters, name, activation="elu", dtype=None):
                          kernel_initializer=_initializer(), name=name, dtype=dtype)
 
 
-def encoder(x, prefix):
-    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool."""
+def encoder(x, prefix, spectral_norm=False):
+    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool.
+
+    spectral_norm: each convolution's kernel is divided by its largest singular value
+    (Miyato et al. 2018), which keeps a discriminator from winning outright."""
+    wrap = layers.SpectralNormalization if spectral_norm else (lambda layer: layer)
     for stage, filters in enumerate(ENCODER_FILTERS, start=1):
-        x = _conv(filters, f"{prefix}enc{stage}_conv1")(x)
-        x = _conv(filters, f"{prefix}enc{stage}_conv2")(x)
+        x = wrap(_conv(filters, f"{prefix}enc{stage}_conv1"))(x)
+        x = wrap(_conv(filters, f"{prefix}enc{stage}_conv2"))(x)
         if stage < len(ENCODER_FILTERS):
             x = layers.MaxPool2D(2, name=f"{prefix}enc{stage}_pool")(x)
     return x
@@ -115,11 +119,33 @@ def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False
     return tf.keras.Model(masked, restored, name="generator")
 
 
-def Discriminator(img_size=128, channels=3):
-    """Image in [0, 1] -> one real/fake logit (no sigmoid: the loss takes logits)."""
+def window_side(img_size):
+    """The side of the local discriminator's window: half the image, at least 32 pixels."""
+    return max(DOWNSAMPLING, img_size // 2)
+
+
+def Discriminator(img_size=128, channels=3, local=False, spectral_norm=False):
+    """Image in [0, 1] -> one real/fake logit per image (no sigmoid: the loss takes logits).
+
+    local: a second encoder, with weights of its own, judges the hole's neighbourhood (a
+    window of window_side(img_size) around it, Iizuka et al. 2017), given as a second
+    input; the model then returns two logits per image, whole picture and neighbourhood."""
     _check_size(img_size)
     image = layers.Input((img_size, img_size, channels), name="image")
-    x = encoder(image, "d_")
-    x = layers.Flatten(name="d_flatten")(x)
-    logit = layers.Dense(1, kernel_initializer=_initializer(), name="d_logit", dtype="float32")(x)
-    return tf.keras.Model(image, logit, name="discriminator")
+    inputs, logits = [image], [_judge(image, "d_", spectral_norm)]
+    if local:
+        side = window_side(img_size)
+        window = layers.Input((side, side, channels), name="window")
+        inputs.append(window)
+        logits.append(_judge(window, "dl_", spectral_norm))
+    logit = logits[0] if len(logits) == 1 else layers.Concatenate(name="d_logits",
+                                                                  dtype="float32")(logits)
+    return tf.keras.Model(inputs if local else image, logit, name="discriminator")
+
+
+def _judge(x, prefix, spectral_norm):
+    x = encoder(x, prefix, spectral_norm)
+    x = layers.Flatten(name=f"{prefix}flatten")(x)
+    dense = layers.Dense(1, kernel_initializer=_initializer(), name=f"{prefix}logit",
+                         dtype="float32")
+    return (layers.SpectralNormalization(dense) if spectral_norm else dense)(x)

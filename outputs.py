@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
+import datamanager
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
@@ -23,7 +25,7 @@ LOSS_NAMES = ("rec", "adv", "total", "disc")
 
 # ----------------------------------------------------------------------------- pictures
 
-def _to_uint8(images):
+def to_uint8(images):
     return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -74,16 +76,30 @@ def save_sample_grid(path, images, masked, restored, composite):
     """The original's four grids: Input, Masked, Restoration (composite) and Difference (of
     the generator's raw output, over the whole picture)."""
     columns = int(np.ceil(np.sqrt(len(images))))
-    panels = [_mosaic(_to_uint8(p), columns)
+    panels = [_mosaic(to_uint8(p), columns)
               for p in (images, masked, composite, difference_map(images, restored))]
     _labelled_panels(panels, ["Input", "Masked", "Restoration",
                               f"|x - x_hat| (0 to {DIFFERENCE_SCALE})"],
                      path)
 
 
+def save_photo(image, path):
+    """A restored photo, as PNG (lossless: the untouched pixels keep their bytes)."""
+    _save_png(image, path)
+
+
+def save_comparison(images, path, gap=8):
+    """Input | masked | restored photos side by side on white, at full resolution."""
+    width, height = images[0].size
+    canvas = Image.new("RGB", (len(images) * width + (len(images) - 1) * gap, height), "white")
+    for i, image in enumerate(images):
+        canvas.paste(datamanager.as_rgb(image), (i * (width + gap), 0))
+    _save_png(canvas, path)
+
+
 def save_test_image(path, image, masked, composite):
     """One test picture: original | masked | restored composite."""
-    Image.fromarray(np.concatenate(_to_uint8([image, masked, composite]), axis=1)).save(path)
+    Image.fromarray(np.concatenate(to_uint8([image, masked, composite]), axis=1)).save(path)
 
 
 def _smooth(values, window):

@@ -1,6 +1,7 @@
 """Trains and tests the context encoder: `python run.py --help` lists every flag."""
 import argparse
 import contextlib
+import dataclasses
 import os
 import shlex
 import sys
@@ -37,7 +38,7 @@ with quiet_native_logs():
 # after TensorFlow, which these import, has started quietly
 import datamanager
 import devices
-import neuralnet
+import inpaint
 import tf_process
 
 DEFAULT_N_SYNTHETIC = 1500  # sized so the default run finishes within 15 minutes on 2 CPU cores
@@ -50,7 +51,22 @@ def parse_args(argv=None):
                    help="folder of face images (searched recursively); "
                         "none: built-in synthetic faces")
     p.add_argument("--out_dir", default="results", help="where every output is written")
-    p.add_argument("--mode", choices=("train_test", "train", "test"), default="train_test")
+    p.add_argument("--mode", choices=("train_test", "train", "test", "inpaint"),
+                   default="train_test",
+                   help="test and inpaint use the trained run in --out_dir, with the network "
+                        "settings it was trained with")
+    p.add_argument("--input", default=None,
+                   help="inpaint: a photo, or a folder of photos (searched recursively)")
+    p.add_argument("--mask", default=None,
+                   help="inpaint, one photo: an image of the photo's size, white where the "
+                        "hole is (a folder's photos use NAME_mask.png beside them)")
+    p.add_argument("--hole", choices=datamanager.MASKS, default=None,
+                   help="inpaint: hide this training shape instead (for photos with no mask)")
+    p.add_argument("--crop", type=_crop, default=None,
+                   help="inpaint: LEFT,TOP,SIDE of the square of the photo the model sees "
+                        "(default: the centred square); for photos that are not face crops")
+    p.add_argument("--output", default=None,
+                   help="inpaint: where the restored photos go (default: <out_dir>/inpainted)")
     p.add_argument("--epoch", type=int, default=20, help="training epochs")
     p.add_argument("--batch", type=int, default=64, help="global batch size")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
@@ -74,6 +90,10 @@ def parse_args(argv=None):
     p.add_argument("--feather", action=argparse.BooleanOptionalAction, default=False,
                    help="blend the restoration into the context across the band instead of "
                         "pasting it with a hard edge")
+    p.add_argument("--local_d", action=argparse.BooleanOptionalAction, default=False,
+                   help="add a second discriminator that judges the hole's neighbourhood")
+    p.add_argument("--spectral_norm", action=argparse.BooleanOptionalAction, default=False,
+                   help="spectral normalisation in the discriminator(s)")
     p.add_argument("--img_size", type=int, default=128,
                    help="side images are resized to; a multiple of 32")
     p.add_argument("--limit", type=int, default=None,
@@ -102,6 +122,8 @@ def parse_args(argv=None):
 
 def check_args(args):
     """The first problem with the flags, as one line, or None."""
+    if args.mode == "inpaint" and args.input is None:
+        return "--mode inpaint needs --input PHOTO_OR_FOLDER"
     problems = [
         (args.epoch < 1, f"--epoch {args.epoch}: train for at least 1 epoch"),
         (args.batch < 1, f"--batch {args.batch}: the batch needs at least 1 image"),
@@ -130,12 +152,25 @@ def check_out_dir(args):
     except OSError as error:
         return f"--out_dir {args.out_dir}: cannot write there ({error.strerror}); choose another"
     has_checkpoint = tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
+    if args.mode == "inpaint":
+        if not has_checkpoint or tf_process.load_config(args.out_dir) is None:
+            return (f"--out_dir {args.out_dir}: no trained run there; point it at the --out_dir "
+                    "of a finished training run")
+        return None
     if args.mode != "test" and has_checkpoint and not args.resume:
         return (f"--out_dir {args.out_dir} already holds a trained run; pass --resume to "
                 "continue it, or choose another --out_dir")
     if args.resume and not has_checkpoint:
         return f"--resume: no checkpoint in {args.out_dir}/checkpoints to resume from"
     return None
+
+
+def _crop(text):
+    try:
+        left, top, side = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LEFT,TOP,SIDE in pixels, got {text!r}") from None
+    return left, top, side
 
 
 def _indices(text):
@@ -150,6 +185,7 @@ def train_config(args):
     return tf_process.TrainConfig(
         img_size=args.img_size, upsample=args.upsample, mask_channel=args.mask_channel,
         band=args.band, overlap_weight=args.overlap_weight, feather=args.feather,
+        local_d=args.local_d, spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
         adv_weight=args.adv_weight, ema=args.ema, train_mask=args.train_mask,
         test_mask=args.test_mask, seed=args.seed, xla=args.xla)
@@ -161,6 +197,31 @@ def resume_command(argv):
                                 if a != "--resume") + " --resume"
 
 
+def inpaint_photos(args):
+    """--mode inpaint: restores the user's photos with the run's averaged generator."""
+    config = tf_process.load_config(args.out_dir)
+    output = args.output or os.path.join(args.out_dir, "inpainted")
+    try:
+        jobs = inpaint.find_jobs(args.input, args.mask, args.hole)
+        with quiet_native_logs():
+            devices.configure_devices(args.gpus, args.mixed_precision)
+        generator = tf_process.build_generator(config)
+        tf_process.load_trained_generator(args.out_dir, generator, config.img_size)
+        inpaint.inpaint(tf_process.make_restore(generator, config), config, jobs, output,
+                        args.crop, args.hole, args.seed)
+    except (inpaint.InpaintError, datamanager.DataError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except tf_process.TrainingStopped as stop:
+        print(f"error: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except OSError as error:
+        print(f"error: could not write {error.filename or output}: {error.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -169,11 +230,17 @@ def main(argv=None):
         print(f"error: {problem}", file=sys.stderr)
         return 2
     tf.keras.utils.set_random_seed(args.seed)
+    if args.mode == "inpaint":
+        return inpaint_photos(args)
+    config = train_config(args)
+    if args.mode == "test" and tf_process.load_config(args.out_dir):
+        config = dataclasses.replace(tf_process.load_config(args.out_dir), batch=args.batch,
+                                     test_mask=args.test_mask)
     try:
         with quiet_native_logs():  # finding no GPU logs an error
             strategy, policy = devices.configure_devices(args.gpus, args.mixed_precision)
         images = datamanager.prepare_images(args.cache_dir or os.path.join(args.out_dir, "cache"),
-                                            args.img_size,
+                                            config.img_size,
                                             args.data_dir, args.limit, args.n_synthetic, args.seed)
         train_idx, test_idx = datamanager.split(images.count, args.test_ratio)
         if args.mode != "test" and args.batch > len(train_idx):
@@ -185,12 +252,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ninterrupted while preparing the images; nothing else had started", file=sys.stderr)
         return 130
-    print(f"{images.count} images at {args.img_size}x{args.img_size}: "
+    print(f"{images.count} images at {config.img_size}x{config.img_size}: "
           f"{len(train_idx)} train, {len(test_idx)} test")
-    config = train_config(args)
     with strategy.scope():
         generator = tf_process.build_generator(config)
-        discriminator = neuralnet.Discriminator(args.img_size)
+        discriminator = tf_process.build_discriminator(config)
     print(f"generator: {generator.count_params():,} parameters; "
           f"discriminator: {discriminator.count_params():,} parameters; "
           f"{policy} on {strategy.num_replicas_in_sync} replica(s)")

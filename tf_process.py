@@ -1,11 +1,11 @@
 """The training and test processes: the compiled two-player train step, the training loop
 with its checkpoints, and the evaluation and test over the held-out images."""
+import dataclasses
 import json
 import os
 import signal
 import tempfile
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +20,7 @@ from devices import is_chief
 SAMPLE_COUNT = 100
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to train: run.py fills it from the flags; tests and benchmark.py build it
     directly. The defaults are run.py's."""
@@ -30,6 +30,8 @@ class TrainConfig:
     band: int = 0  # pixels (at 128x128) around the hole for the overlap loss and the blend
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
     feather: bool = False  # blend the restoration into the context across the band
+    local_d: bool = False  # a second discriminator on the hole's neighbourhood
+    spectral_norm: bool = False  # spectral normalisation in the discriminator(s)
     epoch: int = 20
     batch: int = 64
     lr: float = 1e-4
@@ -41,6 +43,28 @@ class TrainConfig:
     test_mask: str = "center"
     seed: int = 0
     xla: bool = False
+
+
+CONFIG_FILE = "config.json"
+
+
+def save_config(config, out_dir):
+    """Records how a run was trained, so --mode test and inpaint rebuild the same network."""
+    path = os.path.join(out_dir, CONFIG_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(dataclasses.asdict(config), f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def load_config(out_dir):
+    """The TrainConfig a run in out_dir was trained with, or None if it has none."""
+    path = os.path.join(out_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in saved.items() if k in fields})
 
 
 # ----------------------------------------------------------------------------- steps
@@ -59,14 +83,50 @@ def build_generator(config):
                                mask_channel=config.mask_channel)
 
 
+def build_discriminator(config):
+    return neuralnet.Discriminator(config.img_size, local=config.local_d,
+                                   spectral_norm=config.spectral_norm)
+
+
+def hole_windows(images, masks):
+    """The square of neuralnet.window_side around each image's hole (centred on the hole's
+    bounding box, moved inside the image), cut out of images: what the local discriminator
+    sees."""
+    size = images.shape[1]
+    side = neuralnet.window_side(size)
+    rows = tf.reduce_max(masks, axis=[2, 3]) > 0.5  # [batch, size]: rows the hole touches
+    cols = tf.reduce_max(masks, axis=[1, 3]) > 0.5
+
+    def start(hit):
+        index = tf.range(size, dtype=tf.float32)
+        first = tf.reduce_min(tf.where(hit, index, float(size)), axis=1)
+        last = tf.reduce_max(tf.where(hit, index, -1.0), axis=1)
+        return tf.clip_by_value(tf.round((first + last + 1.0 - side) / 2.0), 0.0, size - side)
+    top, left = start(rows), start(cols)
+    # Exact pixel corners: normalised so that bilinear sampling lands on whole pixels.
+    scale = float(size - 1)
+    boxes = tf.stack([top / scale, left / scale, (top + side - 1) / scale,
+                      (left + side - 1) / scale], axis=1)
+    return tf.image.crop_and_resize(images, boxes, tf.range(tf.shape(images)[0]), [side, side])
+
+
+def discriminator_input(images, masks, config):
+    return [images, hole_windows(images, masks)] if config.local_d else images
+
+
 def generator_input(masked, masks, config):
     return tf.concat([masked, masks], -1) if config.mask_channel else masked
 
 
+def composite_weights(masks, config):
+    """How much of the restoration each pixel of the composite takes: the hole, or with
+    `feather` the hole and a linear fade across the band around it."""
+    return datamanager.blend_weights(masks, band_pixels(config)) if config.feather else masks
+
+
 def compose(masked, restored, masks, config):
-    """What a user sees: the context kept and the hole filled; with `feather`, the restoration
-    is blended into the context across the band instead of pasted with a hard edge."""
-    alpha = datamanager.blend_weights(masks, band_pixels(config)) if config.feather else masks
+    """What a user sees: the context kept and the hole filled, with a hard edge or feathered."""
+    alpha = composite_weights(masks, config)
     return masked * (1.0 - alpha) + restored * alpha
 
 
@@ -100,8 +160,10 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
                                tf.float32)
             # The discriminator judges what a user sees: the context kept, the hole filled.
             composite = compose(masked, restored, masks, config)
-            real_logits = discriminator(images, training=True)
-            fake_logits = discriminator(composite, training=True)
+            real_logits = discriminator(discriminator_input(images, masks, config),
+                                        training=True)
+            fake_logits = discriminator(discriminator_input(composite, masks, config),
+                                        training=True)
             # Reported: the original's hole-only sum. Trained: that plus the band around the
             # hole, weighted, so the restoration continues the visible context.
             rec = losses.reconstruction_loss(images, restored, masks)
@@ -234,6 +296,21 @@ def _catch_stop_signals():
     return caught, previous
 
 
+def load_trained_generator(out_dir, generator, img_size):
+    """Loads the averaged generator of out_dir's latest checkpoint into `generator`; returns
+    the checkpoint's path and its progress variables."""
+    progress = _progress_variables()
+    ckpt = tf.train.Checkpoint(ema_generator=generator, train_seconds=progress["train_seconds"],
+                               train_images=progress["train_images"])
+    latest = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
+    if latest is None:
+        raise TrainingStopped(f"no checkpoint in {os.path.join(out_dir, 'checkpoints')}: train "
+                              "first (--mode train_test or train) or point --out_dir at a "
+                              "trained run", 2)
+    _restore_checkpoint(ckpt, latest, img_size, full=False)
+    return latest, progress
+
+
 # ----------------------------------------------------------------------------- loops
 
 def train(config, out_dir, images, train_idx, test_idx, generator, discriminator, strategy,
@@ -268,6 +345,8 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
         global_batch=config.batch, strategy=strategy)
     restore = make_restore(ema_generator, config)
     sample = images.read(train_idx[:SAMPLE_COUNT])
+    if is_chief(strategy):
+        save_config(config, out_dir)
     test_data = datamanager.test_dataset(images, test_idx, config.batch, config.test_mask)
     scores = evaluate_references(test_data)
     best = best_reference(scores)
@@ -344,15 +423,7 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
 def test(config, out_dir, images, test_idx, generator):
     """Restores the latest checkpoint's averaged generator, writes test/%08d.png and
     test_metrics.json, and scores the model against the training-free references."""
-    progress = _progress_variables()
-    ckpt = tf.train.Checkpoint(ema_generator=generator, train_seconds=progress["train_seconds"],
-                               train_images=progress["train_images"])
-    latest = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
-    if latest is None:
-        raise TrainingStopped(f"no checkpoint in {os.path.join(out_dir, 'checkpoints')}: train "
-                              "first (--mode train_test or train) or point --out_dir at a "
-                              "trained run", 2)
-    _restore_checkpoint(ckpt, latest, images.size, full=False)
+    latest, progress = load_trained_generator(out_dir, generator, config.img_size)
     os.makedirs(os.path.join(out_dir, "test"), exist_ok=True)
 
     def write_images(first, images_, masked, composite):
@@ -368,7 +439,7 @@ def test(config, out_dir, images, test_idx, generator):
     seconds = time.perf_counter() - start
     scores = evaluate_references(data)
     best = best_reference(scores)
-    train_seconds, train_images = float(ckpt.train_seconds), int(ckpt.train_images)
+    train_seconds, train_images = float(progress["train_seconds"]), int(progress["train_images"])
     result = {
         "checkpoint": latest, "images": count, "mask": config.test_mask,
         "model": model, "references": scores, "best_reference": best,

@@ -1,0 +1,226 @@
+"""Restoring the hidden part of a user's own photos with a trained run: reading each photo and
+its hole, the square the model sees, and pasting the restoration back into the photo at its
+full resolution, so that nothing outside the hole (and its blend band) changes."""
+import dataclasses
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+import datamanager
+import outputs
+import tf_process
+
+MASK_SUFFIX = "_mask"  # LaMa's convention: photo.jpg's hole is photo_mask.png beside it
+MAX_HOLE = 0.75  # of the crop: beyond it too little context is left to restore from
+BATCH = 16  # photos per forward pass
+
+
+class InpaintError(Exception):
+    """A problem with the user's photos, masks or flags; run.py prints it as one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One photo to restore: where it is, where its hole comes from, where the output goes."""
+    photo: str
+    mask: str | None  # a mask image, or None for the named hole
+    name: str  # output name without extension, relative to the output folder
+
+
+@dataclasses.dataclass
+class Plan:
+    """A photo read and checked: the square the model sees and the hole in it."""
+    image: Image.Image  # upright, in the mode it is written back in
+    crop: tuple  # (left, top, side) in the photo's pixels
+    hole: np.ndarray  # bool [side, side]: the hole at the crop's resolution
+    model_input: np.ndarray | None  # uint8 [size, size, 3]: the crop as the model sees it
+    model_hole: np.ndarray | None  # float32 [size, size, 1]; both None for an empty hole
+
+
+def find_jobs(path, mask, hole):
+    """The photos under `path` (one file or a folder searched like --data_dir) and their
+    holes: --mask for one photo; NAME_mask.png beside each photo of a folder, else --hole."""
+    if os.path.isfile(path):
+        if (mask is None) == (hole is None):
+            raise InpaintError(f"--input {path}: give exactly one of --mask FILE (white is the "
+                               "hole) or --hole center|facemask|random")
+        return [Job(path, mask, os.path.splitext(os.path.basename(path))[0])]
+    if mask is not None:
+        raise InpaintError(f"--mask {mask}: is for a single photo; in a folder each photo's "
+                           f"hole is NAME{MASK_SUFFIX}.png beside it (or --hole for all)")
+    files = datamanager.find_images(path, flag="--input")
+    masks = {os.path.splitext(f)[0]: f for f in files
+             if os.path.splitext(f)[0].endswith(MASK_SUFFIX)}
+    jobs = []
+    for photo in files:
+        stem = os.path.splitext(photo)[0]
+        if stem.endswith(MASK_SUFFIX):
+            continue
+        mask_file = masks.get(stem + MASK_SUFFIX)
+        if mask_file is None and hole is None:
+            raise InpaintError(f"{photo}: no {os.path.basename(stem)}{MASK_SUFFIX}.png beside "
+                               "it; add one (white is the hole) or pass --hole for such photos")
+        jobs.append(Job(photo, mask_file, os.path.relpath(stem, path)))
+    if not jobs:
+        raise InpaintError(f"--input {path}: only masks in it, no photos")
+    return jobs
+
+
+def read_mask(path, size):
+    """A mask image as bool [height, width], True where it is white (> 127 in greyscale).
+    Transparent pixels are not hole: a hole painted on a transparent layer works."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                rgba = image.convert("RGBA")
+                image = Image.new("RGB", rgba.size)
+                image.paste(rgba, mask=rgba.getchannel("A"))
+            grey = np.asarray(image.convert("L"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise InpaintError(f"{path}: not a mask image Pillow can read ({error}); give a PNG of "
+                           "the photo's size, white where the hole is") from None
+    if grey.shape != (size[1], size[0]):
+        raise InpaintError(f"{path}: the mask is {grey.shape[1]}x{grey.shape[0]} but its photo is "
+                           f"{size[0]}x{size[1]}; a mask must have its photo's size")
+    return grey > 127
+
+
+def _crop_box(photo, size, crop):
+    width, height = size
+    if crop is None:
+        side = min(width, height)
+        return (width - side) // 2, (height - side) // 2, side
+    left, top, side = crop
+    if left < 0 or top < 0 or side < 1 or left + side > width or top + side > height:
+        raise InpaintError(f"--crop {left},{top},{side}: the square is not inside {photo} "
+                           f"({width}x{height}); LEFT,TOP,SIDE must fit in the photo")
+    return left, top, side
+
+
+def plan(job, config, crop=None, hole_kind=None, seed=0):
+    """Reads one photo and its hole and checks them. Returns None (with a warning) for a
+    photo that cannot be read; a Plan whose hole is empty for an empty mask."""
+    try:
+        with Image.open(job.photo) as image:
+            image = ImageOps.exif_transpose(image)
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        warnings.warn(f"skipped {job.photo}: {type(error).__name__}: {error}")
+        return None
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = datamanager.as_rgb(image)
+    left, top, side = _crop_box(job.photo, image.size, crop)
+    size = config.img_size
+    if job.mask is not None:
+        full = read_mask(job.mask, image.size)
+        hole = full[top:top + side, left:left + side]
+        if hole.sum() < full.sum():
+            raise InpaintError(f"{job.mask}: the hole reaches outside the square the model sees "
+                               f"(left {left}, top {top}, side {side}); pass --crop LEFT,TOP,SIDE "
+                               "with a square of the photo that holds the whole hole")
+        # A model pixel is hidden if any photo pixel under it is: nothing the user hid leaks.
+        model_hole = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255)
+                                .resize((size, size), Image.Resampling.BOX)) > 0
+    else:
+        model_hole = datamanager.make_masks(hole_kind, 1, size, [seed, 0]).numpy()[0, ..., 0] > 0.5
+        hole = np.asarray(Image.fromarray(model_hole.astype(np.uint8) * 255)
+                          .resize((side, side), Image.Resampling.NEAREST)) > 0
+    if not hole.any():
+        return Plan(image, (left, top, side), hole, None, None)
+    if hole.mean() > MAX_HOLE:
+        raise InpaintError(f"{job.mask or job.photo}: the hole covers {hole.mean():.0%} of the "
+                           f"square the model sees; at most {MAX_HOLE:.0%} can be restored "
+                           "(pass --crop with a larger square)")
+    square = datamanager.as_rgb(image.crop((left, top, left + side, top + side)))
+    if side != size:
+        square = square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return Plan(image, (left, top, side), hole, np.asarray(square, np.uint8),
+                model_hole.astype(np.float32)[..., None])
+
+
+def paste(plan_, restored, config):
+    """The photo with the restoration blended in at full resolution, in the photo's mode.
+
+    The blend weights are the training composite's at the model's side, resized to the crop:
+    1 in the hole, fading across the band, exactly 0 elsewhere, so every other pixel keeps
+    its bytes."""
+    left, top, side = plan_.crop
+    alpha = tf_process.composite_weights(plan_.model_hole[None], config)[0, ..., 0].numpy()
+    alpha = np.asarray(Image.fromarray(alpha).resize((side, side), Image.Resampling.BILINEAR))
+    alpha = np.maximum(alpha, plan_.hole)[..., None]
+    fill = Image.fromarray(outputs.to_uint8(restored)).resize((side, side),
+                                                             Image.Resampling.LANCZOS)
+    pixels = np.array(plan_.image)
+    channels = 1 if plan_.image.mode in ("L", "LA") else 3
+    if channels == 1:
+        fill = fill.convert("L")
+    fill = np.asarray(fill, np.float32).reshape(side, side, channels)
+    region = pixels[top:top + side, left:left + side]
+    colour = region.reshape(side, side, -1)[..., :channels].astype(np.float32)
+    blended = np.clip(np.rint(colour * (1.0 - alpha) + fill * alpha), 0, 255).astype(np.uint8)
+    changed = alpha[..., 0] > 0
+    if pixels.ndim == 2:
+        region[changed] = blended[changed][:, 0]
+    else:
+        region[..., :channels][changed] = blended[changed]
+    return Image.fromarray(pixels, plan_.image.mode)
+
+
+def inpaint(restore, config, jobs, out_dir, crop=None, hole_kind=None, seed=0):
+    """Restores every job's photo and writes NAME.png and NAME_compare.png under out_dir.
+    Every photo is read and checked before anything is written, so a bad mask or flag
+    stops the run with nothing half-done. Returns the count of photos restored."""
+    def plan_of(index):
+        return plan(jobs[index], config, crop, hole_kind, seed + index)
+
+    restorable, unchanged = [], []
+    for index, job in enumerate(jobs):
+        checked = plan_of(index)
+        if checked is None:
+            continue
+        if checked.model_input is None:
+            warnings.warn(f"{job.mask}: the mask is empty (no white pixel); {job.photo} is "
+                          "copied unchanged")
+            unchanged.append(index)
+        else:
+            restorable.append(index)
+    for index in unchanged:
+        outputs.save_photo(plan_of(index).image, _output_path(out_dir, jobs[index].name))
+    for start in range(0, len(restorable), BATCH):
+        chunk = [(jobs[i], plan_of(i)) for i in restorable[start:start + BATCH]]
+        _, _, restored, _ = restore(np.stack([p.model_input for _, p in chunk]),
+                                    np.stack([p.model_hole for _, p in chunk]))
+        for (job, p), fill in zip(chunk, restored.numpy()):
+            result = paste(p, fill, config)
+            path = _output_path(out_dir, job.name)
+            outputs.save_photo(result, path)
+            outputs.save_comparison([p.image, _masked(p), result],
+                                    _output_path(out_dir, job.name + "_compare"))
+            print(f"restored {job.photo} -> {path}", flush=True)
+    skipped = len(jobs) - len(restorable) - len(unchanged)
+    print(f"{len(restorable)} photo(s) restored into {out_dir}"
+          + (f", {len(unchanged)} with an empty mask copied unchanged" if unchanged else "")
+          + (f", {skipped} unreadable skipped" if skipped else ""), flush=True)
+    return len(restorable)
+
+
+def _output_path(out_dir, name):
+    path = os.path.join(out_dir, name + ".png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+
+def _masked(plan_):
+    """The photo with its hole blacked out, as the model is given it."""
+    left, top, side = plan_.crop
+    pixels = np.array(plan_.image)
+    region = pixels[top:top + side, left:left + side]
+    channels = 1 if plan_.image.mode in ("L", "LA") else 3
+    if pixels.ndim == 2:
+        region[plan_.hole] = 0
+    else:
+        region[..., :channels][plan_.hole] = 0
+    return Image.fromarray(pixels, plan_.image.mode)
