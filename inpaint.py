@@ -6,6 +6,7 @@ import os
 import warnings
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image, ImageOps
 
 import datamanager
@@ -148,7 +149,8 @@ def paste(plan_, restored, config):
     1 in the hole, fading across the band, exactly 0 elsewhere, so every other pixel keeps
     its bytes."""
     left, top, side = plan_.crop
-    alpha = tf_process.composite_weights(plan_.model_hole[None], config)[0, ..., 0].numpy()
+    alpha = np.asarray(tf_process.composite_weights(tf.constant(plan_.model_hole[None]),
+                                                    config))[0, ..., 0]
     alpha = np.asarray(Image.fromarray(alpha).resize((side, side), Image.Resampling.BILINEAR))
     alpha = np.maximum(alpha, plan_.hole)[..., None]
     fill = Image.fromarray(outputs.to_uint8(restored)).resize((side, side),

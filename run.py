@@ -142,7 +142,14 @@ def check_args(args):
 
 
 def check_out_dir(args):
-    """Refuses an --out_dir that cannot be written, and one that would mix two runs."""
+    """Refuses an --out_dir that cannot be written, one that would mix two runs, and for
+    inpaint one that holds no trained run."""
+    if args.mode == "inpaint":
+        if (not tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
+                or tf_process.load_config(args.out_dir) is None):
+            return (f"--out_dir {args.out_dir}: no trained run there; point it at the --out_dir "
+                    "of a finished training run")
+        return None
     try:
         os.makedirs(args.out_dir, exist_ok=True)
         probe = os.path.join(args.out_dir, ".write_test")
@@ -152,11 +159,6 @@ def check_out_dir(args):
     except OSError as error:
         return f"--out_dir {args.out_dir}: cannot write there ({error.strerror}); choose another"
     has_checkpoint = tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
-    if args.mode == "inpaint":
-        if not has_checkpoint or tf_process.load_config(args.out_dir) is None:
-            return (f"--out_dir {args.out_dir}: no trained run there; point it at the --out_dir "
-                    "of a finished training run")
-        return None
     if args.mode != "test" and has_checkpoint and not args.resume:
         return (f"--out_dir {args.out_dir} already holds a trained run; pass --resume to "
                 "continue it, or choose another --out_dir")
