@@ -27,6 +27,7 @@ from PIL import Image
 
 import datamanager
 import devices
+import inpaint
 import neuralnet
 import synthetic_faces
 import tf_process
@@ -40,10 +41,10 @@ MATMUL_SIDE = 4096
 SETTINGS = {
     "full": {"faces": 2000, "decode_repeats": 5, "step_repeats": 5, "steps": 5,
              "epoch_faces": 1500, "epoch_repeats": 3, "rss_images": 20_000,
-             "short_run": ["--n_synthetic", "640", "--epoch", "4"]},
+             "short_run": ["--n_synthetic", "640", "--epoch", "4"], "inpaint_photos": 128},
     "quick": {"faces": 640, "decode_repeats": 3, "step_repeats": 3, "steps": 1,
               "epoch_faces": 448, "epoch_repeats": 1, "rss_images": 640,
-              "short_run": ["--n_synthetic", "320", "--epoch", "3"]},
+              "short_run": ["--n_synthetic", "320", "--epoch", "3"], "inpaint_photos": 32},
 }
 
 
@@ -262,6 +263,36 @@ def child_rss(settings, bench_dir):
     return {"policy": policy, "peak": max(peak, process.memory_info().rss), "before": before}
 
 
+def write_masked_photos(folder, faces, count):
+    """count of the face JPEGs, each with a NAME_mask.png (a face-mask-shaped hole), for
+    --mode inpaint."""
+    os.makedirs(folder, exist_ok=True)
+    hole = Image.fromarray(datamanager.facemask_region(JPEG_SIDE).astype(np.uint8) * 255)
+    for i, source in enumerate(datamanager.find_images(faces)[:count]):
+        photo = os.path.join(folder, f"{i:06d}.jpg")
+        if not os.path.lexists(photo):
+            os.symlink(source, photo)
+            hole.save(os.path.join(folder, f"{i:06d}_mask.png"))
+
+
+def child_inpaint(settings, bench_dir):
+    """Photos restored per second by inpaint.inpaint over the folder of masked 512x512 JPEGs,
+    with the model built and traced first (TensorFlow's start-up is not timed)."""
+    _, policy = devices.configure_devices(None, mixed_precision=True)
+    config = tf_process.TrainConfig()
+    restore = tf_process.make_restore(tf_process.build_generator(config), config)
+    folder = os.path.join(bench_dir, "masked_photos")
+    jobs = inpaint.find_jobs(folder, None, None)
+    out = tempfile.mkdtemp(prefix="inpainted-", dir=bench_dir)
+    inpaint.inpaint(restore, config, jobs[:inpaint.BATCH], out)  # traces the forward pass
+    rates = []
+    for _ in range(settings["step_repeats"]):
+        seconds = _seconds(lambda: inpaint.inpaint(restore, config, jobs, out))
+        rates.append(len(jobs) / seconds)
+    shutil.rmtree(out)
+    return {"policy": policy, "photos": len(jobs), "rate": rates}
+
+
 def _report(what, start):
     print(f"[{time.perf_counter() - start:4.0f} s] {what}", file=sys.stderr, flush=True)
 
@@ -347,7 +378,8 @@ def main(argv=None):
         name, *rest = args._child
         measure = {"train_step": lambda: child_train_step(rest[0], settings),
                    "epoch": lambda: child_epoch(settings, args.dir),
-                   "rss": lambda: child_rss(settings, args.dir)}[name]
+                   "rss": lambda: child_rss(settings, args.dir),
+                   "inpaint": lambda: child_inpaint(settings, args.dir)}[name]
         print(json.dumps(measure()))
         return 0
 
@@ -364,6 +396,8 @@ def main(argv=None):
     datamanager.prepare_images(os.path.join(args.dir, "cache_rss"), SIZE, data_dir=linked,
                                limit=settings["rss_images"])
     rss = run_child(args, start, "rss")
+    write_masked_photos(os.path.join(args.dir, "masked_photos"), faces, settings["inpaint_photos"])
+    restored = run_child(args, start, "inpaint")
     psnr = {p: short_run_hole_psnr(args, start, p) for p in ("float32", "mixed")}
 
     jpegs = f"{settings['faces']:,} JPEGs {JPEG_SIDE}x{JPEG_SIDE} q{JPEG_QUALITY}"
@@ -379,6 +413,9 @@ def main(argv=None):
               result["test"]) for result in steps]
     quick = " (quick mode: fewer images)" if args.quick else ""
     rss_set = f"{settings['rss_images']:,} cached {SIZE}x{SIZE} images, {rss['policy']}{quick}"
+    inpainted = (f"--mode inpaint: {restored['photos']} {JPEG_SIDE}x{JPEG_SIDE} JPEGs with mask "
+                 f"PNGs, restored and written, {restored['policy']}")
+    rows.append((inpainted, "photos/s", restored["rate"]))
     rows.append((f"peak RSS, epoch over {rss_set}", "GB", [rss["peak"] / 1e9]))
     rows.append(("↳ RSS before the epoch (models built, step traced)", "GB", [rss["before"] / 1e9]))
     faces, epochs = settings["short_run"][1], settings["short_run"][3]

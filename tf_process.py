@@ -444,8 +444,9 @@ def test(config, out_dir, images, test_idx, generator):
         "checkpoint": latest, "images": count, "mask": config.test_mask,
         "model": model, "references": scores, "best_reference": best,
         "timing": {"train_seconds": train_seconds, "train_images": train_images,
+                   # None for a checkpoint that does not record the images it trained on
                    "train_images_per_second": train_images / train_seconds
-                   if train_seconds else None,
+                   if train_images and train_seconds else None,
                    "test_ms_per_image": 1000.0 * seconds / count},
     }
     with open(os.path.join(out_dir, "test_metrics.json"), "w") as f:
@@ -457,7 +458,7 @@ def test(config, out_dir, images, test_idx, generator):
           f"{ref['hole_l1']:.1f}; seam {model['seam']:.2f} vs {ref['seam']:.2f}; detail "
           f"{model['detail']:.2f} vs {ref['detail']:.2f}; SSIM {model['ssim']:.4f} vs "
           f"{ref['ssim']:.4f}; Rec {model['rec']:.2f} vs {ref['rec']:.2f}")
-    if train_seconds:
+    if result["timing"]["train_images_per_second"]:
         print(f"Training time {train_seconds:.0f} s "
               f"({result['timing']['train_images_per_second']:.1f} images/s); "
               f"test {result['timing']['test_ms_per_image']:.1f} ms per image "
