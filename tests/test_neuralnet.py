@@ -52,3 +52,15 @@ def test_channelwise_dense_equals_one_dense_layer_per_channel():
         dense.set_weights([kernel[c], bias[c]])
         expected = dense(x[..., c].reshape(3, 16)).numpy().reshape(3, 4, 4)
         np.testing.assert_allclose(got[..., c], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_levers_keep_the_parameter_counts():
+    # a resize convolution has the transposed convolution's kernel; the mask channel adds one
+    # input channel to the first convolution
+    assert neuralnet.Generator(128, upsample="resize").count_params() == 3_607_331
+    assert neuralnet.Generator(128, mask_channel=True).count_params() == 3_607_331 + 16 * 9
+    local = neuralnet.Discriminator(128, local=True)
+    assert local.output_shape == (None, 2)
+    x = tf.zeros([1, 128, 128, 3])
+    assert neuralnet.Discriminator(128, spectral_norm=True)(x).shape == (1, 1)
+    assert local([x, tf.zeros([1, 64, 64, 3])]).shape == (1, 2)

@@ -196,8 +196,22 @@ def test_test_mode_without_checkpoint_is_a_clear_error(face_folder, tmp_path, ca
     assert code == 2 and "no checkpoint in" in err and "Traceback" not in err
 
 
-def test_checkpoint_of_another_img_size_is_a_clear_error(one_epoch_run, face_folder, capsys):
-    code, _, err = _run(capsys, "--data_dir", face_folder, "--out_dir", one_epoch_run,
+def test_test_mode_takes_the_network_settings_of_the_run(one_epoch_run, face_folder, tmp_path,
+                                                         capsys):
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", one_epoch_run, str(out)], check=True)
+    code, printed, err = _run(capsys, "--data_dir", face_folder, "--out_dir", out, "--mode",
+                              "test", "--img_size", 64, "--batch", 4, "--test_ratio", 0.25)
+    assert code == 0, err
+    assert "images at 32x32" in printed  # the run's side, not the flag's
+
+
+def test_checkpoint_of_another_img_size_is_a_clear_error(one_epoch_run, face_folder, tmp_path,
+                                                         capsys):
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", one_epoch_run, str(out)], check=True)
+    os.remove(out / "config.json")  # a run that does not say how it was trained
+    code, _, err = _run(capsys, "--data_dir", face_folder, "--out_dir", out,
                         "--mode", "test", "--img_size", 64, "--batch", 4, "--test_ratio", 0.25)
     assert code == 2 and "does not fit this model" in err and "--img_size than 64" in err
 
