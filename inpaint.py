@@ -168,7 +168,7 @@ def paste(plan_, restored, config):
         region[changed] = blended[changed][:, 0]
     else:
         region[..., :channels][changed] = blended[changed]
-    return Image.fromarray(pixels, plan_.image.mode)
+    return Image.fromarray(pixels)
 
 
 def inpaint(restore, config, jobs, out_dir, crop=None, hole_kind=None, seed=0):
@@ -225,4 +225,4 @@ def _masked(plan_):
         region[plan_.hole] = 0
     else:
         region[..., :channels][plan_.hole] = 0
-    return Image.fromarray(pixels, plan_.image.mode)
+    return Image.fromarray(pixels)

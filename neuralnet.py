@@ -88,15 +88,18 @@ def _check_size(img_size):
         raise ValueError(f"image side must be a positive multiple of {DOWNSAMPLING}, got {img_size}")
 
 
+UPSAMPLING = ("transpose", "nearest", "bilinear")
+
+
 def _upsample(x, filters, name, kind):
     """2x upsampling to `filters` channels. "transpose": the original's stride-2 transposed
-    3x3 convolution, whose overlapping strides leave a checkerboard (Odena et al. 2016).
-    "resize": nearest-neighbour 2x, then a 3x3 convolution: the same parameters, no
+    3x3 convolution, whose uneven overlaps leave a checkerboard (Odena et al. 2016).
+    "nearest" or "bilinear": a 2x resize, then a 3x3 convolution: the same parameters, no
     checkerboard, but the convolution runs at the output resolution (4x its arithmetic)."""
     if kind == "transpose":
         return layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="elu",
                                       kernel_initializer=_initializer(), name=f"{name}_upconv")(x)
-    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
+    x = layers.UpSampling2D(2, interpolation=kind, name=f"{name}_resize")(x)
     return _conv(filters, f"{name}_upconv")(x)
 
 

@@ -66,21 +66,20 @@ DIFFERENCE_SCALE = 0.25  # |x - x_hat| at or above this shows as the brightest c
 
 
 def difference_map(images, restored):
-    """|x - x_hat| averaged over the channels, through the magma colour map, so that errors of
-    a few percent are visible (squared errors on a [0, 1] scale are almost black)."""
+    """|x - restoration| averaged over the channels, through the magma colour map, so that
+    errors of a few percent are visible (squared errors on a [0, 1] scale are almost black)."""
     error = np.abs(np.asarray(images) - np.asarray(restored)).mean(-1) / DIFFERENCE_SCALE
     return matplotlib.colormaps["magma"](np.clip(error, 0.0, 1.0))[..., :3]
 
 
-def save_sample_grid(path, images, masked, restored, composite):
-    """The original's four grids: Input, Masked, Restoration (composite) and Difference (of
-    the generator's raw output, over the whole picture)."""
+def save_sample_grid(path, images, masked, composite):
+    """The original's four grids: Input, Masked, Restoration (the composite a user sees) and
+    Difference, where the restoration is wrong (0 outside the hole and its blend band)."""
     columns = int(np.ceil(np.sqrt(len(images))))
     panels = [_mosaic(to_uint8(p), columns)
-              for p in (images, masked, composite, difference_map(images, restored))]
+              for p in (images, masked, composite, difference_map(images, composite))]
     _labelled_panels(panels, ["Input", "Masked", "Restoration",
-                              f"|x - x_hat| (0 to {DIFFERENCE_SCALE})"],
-                     path)
+                              f"Difference |x - restoration|, 0 to {DIFFERENCE_SCALE}"], path)
 
 
 def save_photo(image, path):
@@ -215,8 +214,9 @@ class Monitor:
     def write_grid(self, epoch):
         """training/%08d.png: the fixed sample batch restored by the model after `epoch`
         epochs."""
-        save_sample_grid(os.path.join(self.out_dir, "training", f"{epoch:08d}.png"),
-                         *self.restore(self.sample, self.sample_masks))
+        images, masked, _, composite = self.restore(self.sample, self.sample_masks)
+        save_sample_grid(os.path.join(self.out_dir, "training", f"{epoch:08d}.png"), images,
+                         masked, composite)
 
     def on_steps(self, first_step, epoch, losses):
         """Records the steps trained in an epoch: losses maps each name to one value a step."""

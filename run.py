@@ -39,6 +39,7 @@ with quiet_native_logs():
 import datamanager
 import devices
 import inpaint
+import neuralnet
 import tf_process
 
 DEFAULT_N_SYNTHETIC = 1500  # sized so the default run finishes within 15 minutes on 2 CPU cores
@@ -77,9 +78,9 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.99,
                    help="decay of the moving average of generator weights used for sample "
                         "grids, metrics and test; 0 uses the last weights as they are")
-    p.add_argument("--upsample", choices=("transpose", "resize"), default="transpose",
+    p.add_argument("--upsample", choices=neuralnet.UPSAMPLING, default="transpose",
                    help="the decoder's 2x upsampling: the original's transposed convolution, "
-                        "or nearest-neighbour resize then a 3x3 convolution (no checkerboard)")
+                        "or a nearest or bilinear resize then a 3x3 convolution (no checkerboard)")
     p.add_argument("--mask_channel", action=argparse.BooleanOptionalAction, default=False,
                    help="give the generator the hole as a fourth input channel")
     p.add_argument("--band", type=int, default=0,

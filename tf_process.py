@@ -25,7 +25,7 @@ class TrainConfig:
     """How to train: run.py fills it from the flags; tests and benchmark.py build it
     directly. The defaults are run.py's."""
     img_size: int = 128
-    upsample: str = "transpose"  # the decoder's 2x upsampling: "transpose" or "resize"
+    upsample: str = "transpose"  # the decoder's 2x upsampling: one of neuralnet.UPSAMPLING
     mask_channel: bool = False  # the hole as a fourth input channel of the generator
     band: int = 0  # pixels (at 128x128) around the hole for the overlap loss and the blend
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
