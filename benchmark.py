@@ -117,12 +117,15 @@ def forward_flops(model):
     for layer in model.layers:
         if not layer.weights:
             continue
-        kernel = int(np.prod(layer.kernel.shape))
-        if isinstance(layer, tf.keras.layers.Conv2DTranspose):
+        # A spectral-normalised layer counts as the layer it wraps: its power iteration is a
+        # few matrix-vector products.
+        inner = layer.layer if isinstance(layer, tf.keras.layers.SpectralNormalization) else layer
+        kernel = int(np.prod(inner.kernel.shape))
+        if isinstance(inner, tf.keras.layers.Conv2DTranspose):
             positions = int(np.prod(layer.input.shape[1:3]))
-        elif isinstance(layer, tf.keras.layers.Conv2D):
+        elif isinstance(inner, tf.keras.layers.Conv2D):
             positions = int(np.prod(layer.output.shape[1:3]))
-        elif isinstance(layer, (tf.keras.layers.Dense, neuralnet.ChannelWiseDense)):
+        elif isinstance(inner, (tf.keras.layers.Dense, neuralnet.ChannelWiseDense)):
             positions = 1
         else:
             raise TypeError(f"no FLOP count for layer {layer.name} ({type(layer).__name__})")
