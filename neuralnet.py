@@ -151,4 +151,6 @@ def _judge(x, prefix, spectral_norm):
     x = layers.Flatten(name=f"{prefix}flatten")(x)
     dense = layers.Dense(1, kernel_initializer=_initializer(), name=f"{prefix}logit",
                          dtype="float32")
-    return (layers.SpectralNormalization(dense) if spectral_norm else dense)(x)
+    # The logit stays float32 under mixed precision; a wrapper takes the policy's dtype
+    # unless told.
+    return (layers.SpectralNormalization(dense, dtype="float32") if spectral_norm else dense)(x)

@@ -65,3 +65,13 @@ def test_levers_keep_the_parameter_counts():
     x = tf.zeros([1, 128, 128, 3])
     assert neuralnet.Discriminator(128, spectral_norm=True)(x).shape == (1, 1)
     assert local([x, tf.zeros([1, 64, 64, 3])]).shape == (1, 2)
+
+
+def test_discriminator_logits_stay_float32_under_mixed_precision():
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = neuralnet.Discriminator(32, local=True, spectral_norm=True)
+        logits = model([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    assert logits.dtype == tf.float32 and logits.shape == (1, 2)
