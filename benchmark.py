@@ -32,7 +32,7 @@ import neuralnet
 import synthetic_faces
 import tf_process
 
-SIZE, BATCH = 128, 64
+SIZE, BATCH = 128, tf_process.TrainConfig().batch  # the default run's
 TEST_RATIO = 0.1  # run.py's default --test_ratio
 JPEG_SIDE, JPEG_QUALITY = 512, 90
 MATMUL_SIDE = 4096

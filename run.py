@@ -43,6 +43,7 @@ import neuralnet
 import tf_process
 
 DEFAULT_N_SYNTHETIC = 1500  # sized so the default run finishes within 15 minutes on 2 CPU cores
+DEFAULTS = tf_process.TrainConfig()  # the training flags' defaults live in one place
 
 
 def parse_args(argv=None):
@@ -68,45 +69,47 @@ def parse_args(argv=None):
                         "(default: the centred square); for photos that are not face crops")
     p.add_argument("--output", default=None,
                    help="inpaint: where the restored photos go (default: <out_dir>/inpainted)")
-    p.add_argument("--epoch", type=int, default=20, help="training epochs")
-    p.add_argument("--batch", type=int, default=64, help="global batch size")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    p.add_argument("--beta1", type=float, default=0.9, help="Adam beta1")
-    p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
-    p.add_argument("--adv_weight", type=float, default=1.0,
+    p.add_argument("--epoch", type=int, default=DEFAULTS.epoch, help="training epochs")
+    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help="global batch size")
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate")
+    p.add_argument("--beta1", type=float, default=DEFAULTS.beta1, help="Adam beta1")
+    p.add_argument("--beta2", type=float, default=DEFAULTS.beta2, help="Adam beta2")
+    p.add_argument("--adv_weight", type=float, default=DEFAULTS.adv_weight,
                    help="weight of the generator's adversarial loss")
-    p.add_argument("--ema", type=float, default=0.99,
+    p.add_argument("--ema", type=float, default=DEFAULTS.ema,
                    help="decay of the moving average of generator weights used for sample "
                         "grids, metrics and test; 0 uses the last weights as they are")
-    p.add_argument("--upsample", choices=neuralnet.UPSAMPLING, default="transpose",
+    p.add_argument("--upsample", choices=neuralnet.UPSAMPLING, default=DEFAULTS.upsample,
                    help="the decoder's 2x upsampling: the original's transposed convolution, "
                         "or a nearest or bilinear resize then a 3x3 convolution (no checkerboard)")
-    p.add_argument("--mask_channel", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--mask_channel", action=argparse.BooleanOptionalAction,
+                   default=DEFAULTS.mask_channel,
                    help="give the generator the hole as a fourth input channel")
-    p.add_argument("--band", type=int, default=0,
+    p.add_argument("--band", type=int, default=DEFAULTS.band,
                    help="width in pixels (at 128x128, scaled with --img_size) of the band "
                         "around the hole for the overlap loss and the feathered blend; 0: none")
-    p.add_argument("--overlap_weight", type=float, default=10.0,
+    p.add_argument("--overlap_weight", type=float, default=DEFAULTS.overlap_weight,
                    help="weight of the reconstruction error in the band (Pathak et al.: 10)")
-    p.add_argument("--feather", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--feather", action=argparse.BooleanOptionalAction, default=DEFAULTS.feather,
                    help="blend the restoration into the context across the band instead of "
                         "pasting it with a hard edge")
-    p.add_argument("--local_d", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--local_d", action=argparse.BooleanOptionalAction, default=DEFAULTS.local_d,
                    help="add a second discriminator that judges the hole's neighbourhood")
-    p.add_argument("--spectral_norm", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--spectral_norm", action=argparse.BooleanOptionalAction,
+                   default=DEFAULTS.spectral_norm,
                    help="spectral normalisation in the discriminator(s)")
-    p.add_argument("--img_size", type=int, default=128,
+    p.add_argument("--img_size", type=int, default=DEFAULTS.img_size,
                    help="side images are resized to; a multiple of 32")
     p.add_argument("--limit", type=int, default=None,
                    help="use only the first N images (sorted by path)")
     p.add_argument("--test_ratio", type=float, default=0.1,
                    help="last fraction of the images held out for testing")
-    p.add_argument("--train_mask", choices=datamanager.MASKS, default="random")
-    p.add_argument("--test_mask", choices=datamanager.MASKS, default="center",
+    p.add_argument("--train_mask", choices=datamanager.MASKS, default=DEFAULTS.train_mask)
+    p.add_argument("--test_mask", choices=datamanager.MASKS, default=DEFAULTS.test_mask,
                    help="hole for the test set and the sample grids' evaluation")
     p.add_argument("--n_synthetic", type=int, default=DEFAULT_N_SYNTHETIC,
                    help="how many synthetic faces to draw when no --data_dir is given")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed,
                    help="seed for weights, synthetic faces, data order and masks")
     p.add_argument("--cache_dir", default=None,
                    help="where decoded images are cached (default: <out_dir>/cache)")

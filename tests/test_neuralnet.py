@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import neuralnet
+import run
+import tf_process
 
 
 def test_parameter_counts_at_128_match_design():
@@ -75,3 +79,18 @@ def test_discriminator_logits_stay_float32_under_mixed_precision():
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
     assert logits.dtype == tf.float32 and logits.shape == (1, 2)
+
+
+ORIGINAL_RECIPE = ("--upsample transpose --no-mask_channel --band 0 --no-feather "
+                   "--no-spectral_norm --no-local_d --lr 1e-4 --batch 64 --epoch 20")
+
+
+def test_the_documented_original_recipe_builds_the_original_networks():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"python run.py {ORIGINAL_RECIPE}" in readme
+    config = run.train_config(run.parse_args(ORIGINAL_RECIPE.split()))
+    assert (config.upsample, config.mask_channel, config.band, config.feather) == (
+        "transpose", False, 0, False)
+    assert (config.lr, config.batch, config.epoch, config.adv_weight) == (1e-4, 64, 20, 1.0)
+    assert tf_process.build_generator(config).count_params() == 3_607_331
+    assert tf_process.build_discriminator(config).count_params() == 1_478_033
