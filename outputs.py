@@ -158,7 +158,8 @@ def plot_losses(path, steps, epochs, references):
     twin.set_ylabel("detail")
     lines = ax.get_legend_handles_labels()
     twin_lines = twin.get_legend_handles_labels()
-    ax.legend(lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize="small")
+    ax.legend(lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize="small",
+              loc="center left")
     for ax in axes[2:]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
