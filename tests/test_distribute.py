@@ -20,8 +20,9 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
-import neuralnet, tf_process, datamanager
+import tf_process, datamanager
 
+config = tf_process.TrainConfig(img_size=32, lr=1e-3)
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
 masks = datamanager.make_masks("random", 8, 32, [1, 2])
@@ -30,12 +31,13 @@ for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
     tf.keras.utils.set_random_seed(0)
     with strategy.scope():
-        generator, discriminator = neuralnet.Generator(32), neuralnet.Discriminator(32)
+        generator = tf_process.build_generator(config)
+        discriminator = tf_process.build_discriminator(config)
         ema = tf_process.make_ema_generator(generator)
-        g_opt, d_opt = (tf_process.make_optimizer(m, 1e-3, 0.9, 0.999)
+        g_opt, d_opt = (tf_process.make_optimizer(m, config.lr, config.beta1, config.beta2)
                         for m in (generator, discriminator))
     step = tf_process.make_train_step(
-        config=tf_process.TrainConfig(img_size=32, lr=1e-3), generator=generator,
+        config=config, generator=generator,
         discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt, ema_generator=ema,
         global_batch=8, strategy=strategy)
     data = strategy.experimental_distribute_dataset(
