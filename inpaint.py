@@ -43,6 +43,8 @@ class Plan:
 def find_jobs(path, mask, hole):
     """The photos under `path` (one file or a folder searched like --data_dir) and their
     holes: --mask for one photo; NAME_mask.png beside each photo of a folder, else --hole."""
+    if not os.path.exists(path):
+        raise InpaintError(f"--input {path}: no such photo or folder")
     if os.path.isfile(path):
         if (mask is None) == (hole is None):
             raise InpaintError(f"--input {path}: give exactly one of --mask FILE (white is the "

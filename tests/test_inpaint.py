@@ -181,6 +181,12 @@ def test_bad_input_is_one_line_and_exit_code_2(trained_run, tmp_path, capsys, ar
     assert not (tmp_path / "out").exists()
 
 
+def test_missing_input_is_an_error(trained_run, tmp_path, capsys):
+    code, _, err = _inpaint(capsys, trained_run, "--input", tmp_path / "nope.jpg", "--hole",
+                            "center")
+    assert code == 2 and "no such photo or folder" in err and "Traceback" not in err
+
+
 def test_no_trained_run_is_an_error(tmp_path, capsys):
     photo = _photo(tmp_path / "face.png")
     code = run.main(["--mode", "inpaint", "--out_dir", str(tmp_path / "nothing"), "--input",
