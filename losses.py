@@ -23,6 +23,20 @@ def generator_adversarial_loss(fake_logits):
         tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits), axis=-1)
 
 
+def feature_matching_loss(real_features, fake_features):
+    """Per image: how far the discriminator's view of the composite is from its view of the
+    real image (Salimans et al. 2016, in pix2pixHD's per-pair form): the mean |difference|
+    of each stage's features, every stage weighing the same, so the coarse stages that see
+    the face's layout count as much as the fine ones. Scaled by the picture's pixel count,
+    as the reconstruction loss is a sum over pixels. The real side is a fixed target."""
+    total = 0.0
+    for real, fake in zip(real_features, fake_features):
+        difference = tf.abs(tf.stop_gradient(tf.cast(real, tf.float32)) - tf.cast(fake, tf.float32))
+        total += tf.reduce_mean(difference, axis=[1, 2, 3])
+    pixels = tf.cast(tf.shape(real_features[0])[1] * tf.shape(real_features[0])[2], tf.float32)
+    return pixels * total
+
+
 # ----------------------------------------------------------------------------- metrics
 
 def _erode(masks):

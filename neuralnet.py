@@ -23,7 +23,7 @@ initialiser (scale 1, fan-in, untruncated normal). At 128x128x3:
 The discriminator is the same six encoder stages with weights of its own (1,473,936
 parameters), flattened (4*4*256) into one dense unit (4,097): 1,478,033 parameters. The
 original ended it in a sigmoid; it gives logits here, for the numerically stable
-cross-entropy.
+cross-entropy, and also the output of each of its six stages, for feature matching.
 """
 import tensorflow as tf
 from tensorflow.keras import layers
@@ -45,17 +45,20 @@ def _conv(filters, name, activation="elu", dtype=None):
 
 
 def encoder(x, prefix, spectral_norm=False):
-    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool.
+    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool. Returns the
+    last stage's output and the list of every stage's output before its pool.
 
     spectral_norm: each convolution's kernel is divided by its largest singular value
     (Miyato et al. 2018), which keeps a discriminator from winning outright."""
     wrap = layers.SpectralNormalization if spectral_norm else (lambda layer: layer)
+    stages = []
     for stage, filters in enumerate(ENCODER_FILTERS, start=1):
         x = wrap(_conv(filters, f"{prefix}enc{stage}_conv1"))(x)
         x = wrap(_conv(filters, f"{prefix}enc{stage}_conv2"))(x)
+        stages.append(x)
         if stage < len(ENCODER_FILTERS):
             x = layers.MaxPool2D(2, name=f"{prefix}enc{stage}_pool")(x)
-    return x
+    return x, stages
 
 
 class ChannelWiseDense(layers.Layer):
@@ -110,7 +113,7 @@ def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False
     and a hidden one differ."""
     _check_size(img_size)
     masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
-    x = encoder(masked, "g_")
+    x, _ = encoder(masked, "g_")
     x = ChannelWiseDense(name="g_channelwise_dense")(x)
     x = _conv(256, "g_dec1_conv1")(x)
     x = _conv(256, "g_dec1_conv2")(x)
@@ -128,29 +131,36 @@ def window_side(img_size):
 
 
 def Discriminator(img_size=128, channels=3, local=False, spectral_norm=False):
-    """Image in [0, 1] -> one real/fake logit per image (no sigmoid: the loss takes logits).
+    """Image in [0, 1] -> {"logits": one real/fake logit per image (no sigmoid: the loss takes
+    logits), "features": the output of each encoder stage}.
 
     local: a second encoder, with weights of its own, judges the hole's neighbourhood (a
     window of window_side(img_size) around it, Iizuka et al. 2017), given as a second
-    input; the model then returns two logits per image, whole picture and neighbourhood."""
+    input; the model then returns two logits per image, whole picture and neighbourhood,
+    and the stages of both encoders."""
     _check_size(img_size)
     image = layers.Input((img_size, img_size, channels), name="image")
-    inputs, logits = [image], [_judge(image, "d_", spectral_norm)]
+    logit, features = _judge(image, "d_", spectral_norm)
+    inputs, logits = [image], [logit]
     if local:
         side = window_side(img_size)
         window = layers.Input((side, side, channels), name="window")
         inputs.append(window)
-        logits.append(_judge(window, "dl_", spectral_norm))
+        logit, window_features = _judge(window, "dl_", spectral_norm)
+        logits.append(logit)
+        features += window_features
     logit = logits[0] if len(logits) == 1 else layers.Concatenate(name="d_logits",
                                                                   dtype="float32")(logits)
-    return tf.keras.Model(inputs if local else image, logit, name="discriminator")
+    return tf.keras.Model(inputs if local else image, {"logits": logit, "features": features},
+                          name="discriminator")
 
 
 def _judge(x, prefix, spectral_norm):
-    x = encoder(x, prefix, spectral_norm)
+    x, stages = encoder(x, prefix, spectral_norm)
     x = layers.Flatten(name=f"{prefix}flatten")(x)
     dense = layers.Dense(1, kernel_initializer=_initializer(), name=f"{prefix}logit",
                          dtype="float32")
     # The logit stays float32 under mixed precision; a wrapper takes the policy's dtype
     # unless told.
-    return (layers.SpectralNormalization(dense, dtype="float32") if spectral_norm else dense)(x)
+    dense = layers.SpectralNormalization(dense, dtype="float32") if spectral_norm else dense
+    return dense(x), stages

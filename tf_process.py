@@ -40,6 +40,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     adv_weight: float = 1.0
+    fm_weight: float = 0.0  # weight of the discriminator feature-matching loss
     ema: float = 0.99
     train_mask: str = "random"
     test_mask: str = "center"
@@ -162,10 +163,8 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
                                tf.float32)
             # The discriminator judges what a user sees: the context kept, the hole filled.
             composite = compose(masked, restored, masks, config)
-            real_logits = discriminator(discriminator_input(images, masks, config),
-                                        training=True)
-            fake_logits = discriminator(discriminator_input(composite, masks, config),
-                                        training=True)
+            real = discriminator(discriminator_input(images, masks, config), training=True)
+            fake = discriminator(discriminator_input(composite, masks, config), training=True)
             # Reported: the original's hole-only sum. Trained: that plus the band around the
             # hole, weighted, so the restoration continues the visible context.
             rec = losses.reconstruction_loss(images, restored, masks)
@@ -173,9 +172,12 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
             if band and config.overlap_weight:
                 ring = tf.nn.max_pool2d(masks, 2 * band + 1, 1, "SAME") - masks
                 fit += config.overlap_weight * losses.reconstruction_loss(images, restored, ring)
-            adv = losses.generator_adversarial_loss(fake_logits)
+            if config.fm_weight:
+                fit += config.fm_weight * losses.feature_matching_loss(real["features"],
+                                                                       fake["features"])
+            adv = losses.generator_adversarial_loss(fake["logits"])
             per_image = {"rec": rec, "adv": adv, "total": fit + config.adv_weight * adv,
-                         "disc": losses.discriminator_loss(real_logits, fake_logits)}
+                         "disc": losses.discriminator_loss(real["logits"], fake["logits"])}
             means = {name: tf.nn.compute_average_loss(value, global_batch_size=global_batch)
                      for name, value in per_image.items()}
         # scale_loss is the identity except under float16 loss scaling.

@@ -18,7 +18,7 @@ def test_parameter_counts_at_128_match_design():
 def test_output_shapes_and_ranges(size):
     x = tf.random.uniform([2, size, size, 3])
     restored = neuralnet.Generator(size)(x)
-    logits = neuralnet.Discriminator(size)(x)
+    logits = neuralnet.Discriminator(size)(x)["logits"]
     assert restored.shape == (2, size, size, 3)
     assert logits.shape == (2, 1)
     assert restored.dtype == tf.float32
@@ -65,17 +65,21 @@ def test_levers_keep_the_parameter_counts():
         assert neuralnet.Generator(128, upsample=kind).count_params() == 3_607_331
     assert neuralnet.Generator(128, mask_channel=True).count_params() == 3_607_331 + 16 * 9
     local = neuralnet.Discriminator(128, local=True)
-    assert local.output_shape == (None, 2)
     x = tf.zeros([1, 128, 128, 3])
-    assert neuralnet.Discriminator(128, spectral_norm=True)(x).shape == (1, 1)
-    assert local([x, tf.zeros([1, 64, 64, 3])]).shape == (1, 2)
+    assert neuralnet.Discriminator(128, spectral_norm=True)(x)["logits"].shape == (1, 1)
+    judged = local([x, tf.zeros([1, 64, 64, 3])])
+    assert judged["logits"].shape == (1, 2)
+    # the six stages of the picture's encoder, then the six of the window's
+    assert [f.shape[1:] for f in judged["features"]] == [
+        (128, 128, 16), (64, 64, 32), (32, 32, 64), (16, 16, 128), (8, 8, 128), (4, 4, 256),
+        (64, 64, 16), (32, 32, 32), (16, 16, 64), (8, 8, 128), (4, 4, 128), (2, 2, 256)]
 
 
 def test_discriminator_logits_stay_float32_under_mixed_precision():
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         model = neuralnet.Discriminator(32, local=True, spectral_norm=True)
-        logits = model([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])
+        logits = model([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])["logits"]
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
     assert logits.dtype == tf.float32 and logits.shape == (1, 2)

@@ -91,6 +91,19 @@ def test_generator_adversarial_loss_is_non_saturating(fake_logit, expected):
     np.testing.assert_allclose(d, [0.0], atol=1e-6)
 
 
+def test_feature_matching_weighs_every_stage_alike_and_only_moves_the_composite():
+    real = [tf.ones([2, 4, 4, 2]), tf.ones([2, 2, 2, 8])]
+    fake = [tf.Variable(tf.zeros([2, 4, 4, 2])), tf.Variable(tf.fill([2, 2, 2, 8], 0.5))]
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        loss = losses.feature_matching_loss(real, fake)
+    # mean |difference| per stage (1 and 0.5), summed, times the 4x4 picture's 16 pixels
+    np.testing.assert_allclose(loss.numpy(), [24.0, 24.0])
+    real_grads, fake_grads = tape.gradient(loss, [real, fake])
+    assert all(g is None for g in real_grads) and all(g is not None for g in fake_grads)
+    np.testing.assert_allclose(losses.feature_matching_loss(real, real).numpy(), [0.0, 0.0])
+
+
 def test_train_step_is_traced_once_across_epochs(face_folder, tmp_path):
     images = datamanager.prepare_images(str(tmp_path), 32, data_dir=face_folder)
     train, _ = datamanager.split(images.count, 0.25)
@@ -143,7 +156,8 @@ def test_console_written_to_a_file_is_plain(tmp_path):
 
 def test_every_lever_trains_under_mixed_precision():
     config = tf_process.TrainConfig(img_size=32, upsample="nearest", mask_channel=True, band=4,
-                                    feather=True, local_d=True, spectral_norm=True)
+                                    feather=True, local_d=True, spectral_norm=True,
+                                    fm_weight=1.0)
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         generator = tf_process.build_generator(config)
