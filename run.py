@@ -78,6 +78,8 @@ def parse_args(argv=None):
                    help="weight of the generator's adversarial loss")
     p.add_argument("--fm_weight", type=float, default=DEFAULTS.fm_weight,
                    help="weight of the discriminator feature-matching loss (0: off)")
+    p.add_argument("--edge_weight", type=float, default=DEFAULTS.edge_weight,
+                   help="weight of the gradient-difference loss over the hole and band (0: off)")
     p.add_argument("--ema", type=float, default=DEFAULTS.ema,
                    help="decay of the moving average of generator weights used for sample "
                         "grids, metrics and test; 0 uses the last weights as they are")
@@ -144,6 +146,7 @@ def check_args(args):
         (args.band < 0, f"--band {args.band}: the band needs 0 or more pixels"),
         (args.overlap_weight < 0, f"--overlap_weight {args.overlap_weight}: must be 0 or more"),
         (args.fm_weight < 0, f"--fm_weight {args.fm_weight}: must be 0 or more"),
+        (args.edge_weight < 0, f"--edge_weight {args.edge_weight}: must be 0 or more"),
     ]
     return next((message for failed, message in problems if failed), None)
 
@@ -196,7 +199,8 @@ def train_config(args):
         band=args.band, overlap_weight=args.overlap_weight, feather=args.feather,
         local_d=args.local_d, spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
-        adv_weight=args.adv_weight, fm_weight=args.fm_weight, ema=args.ema, train_mask=args.train_mask,
+        adv_weight=args.adv_weight, fm_weight=args.fm_weight,
+        edge_weight=args.edge_weight, ema=args.ema, train_mask=args.train_mask,
         test_mask=args.test_mask, seed=args.seed, xla=args.xla)
 
 

@@ -41,6 +41,7 @@ class TrainConfig:
     beta2: float = 0.999
     adv_weight: float = 1.0
     fm_weight: float = 0.0  # weight of the discriminator feature-matching loss
+    edge_weight: float = 0.0  # weight of the gradient-difference loss over the hole and band
     ema: float = 0.99
     train_mask: str = "random"
     test_mask: str = "center"
@@ -169,9 +170,12 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
             # hole, weighted, so the restoration continues the visible context.
             rec = losses.reconstruction_loss(images, restored, masks)
             fit = rec
+            shown = tf.nn.max_pool2d(masks, 2 * band + 1, 1, "SAME")  # the hole and its band
             if band and config.overlap_weight:
-                ring = tf.nn.max_pool2d(masks, 2 * band + 1, 1, "SAME") - masks
-                fit += config.overlap_weight * losses.reconstruction_loss(images, restored, ring)
+                fit += config.overlap_weight * losses.reconstruction_loss(images, restored,
+                                                                          shown - masks)
+            if config.edge_weight:
+                fit += config.edge_weight * losses.edge_loss(images, restored, shown)
             if config.fm_weight:
                 fit += config.fm_weight * losses.feature_matching_loss(real["features"],
                                                                        fake["features"])

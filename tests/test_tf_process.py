@@ -91,6 +91,16 @@ def test_generator_adversarial_loss_is_non_saturating(fake_logit, expected):
     np.testing.assert_allclose(d, [0.0], atol=1e-6)
 
 
+def test_edge_loss_sums_the_gradient_error_over_the_region():
+    step = tf.constant([0.0, 0.0, 1.0, 1.0])[None, None, :, None] * tf.ones([1, 4, 1, 1])
+    flat = tf.fill([1, 4, 4, 1], 0.5)
+    everywhere, left = tf.ones([1, 4, 4, 1]), tf.constant([1.0, 1, 0, 0])[None, None, :, None]
+    # central differences: 0.5 at the four interior pixels of the step's two middle columns
+    np.testing.assert_allclose(losses.edge_loss(step, flat, everywhere).numpy(), [2.0])
+    np.testing.assert_allclose(losses.edge_loss(step, flat, left * everywhere).numpy(), [1.0])
+    np.testing.assert_allclose(losses.edge_loss(step, step, everywhere).numpy(), [0.0])
+
+
 def test_feature_matching_weighs_every_stage_alike_and_only_moves_the_composite():
     real = [tf.ones([2, 4, 4, 2]), tf.ones([2, 2, 2, 8])]
     fake = [tf.Variable(tf.zeros([2, 4, 4, 2])), tf.Variable(tf.fill([2, 2, 2, 8], 0.5))]
@@ -157,7 +167,7 @@ def test_console_written_to_a_file_is_plain(tmp_path):
 def test_every_lever_trains_under_mixed_precision():
     config = tf_process.TrainConfig(img_size=32, upsample="nearest", mask_channel=True, band=4,
                                     feather=True, local_d=True, spectral_norm=True,
-                                    fm_weight=1.0)
+                                    fm_weight=1.0, edge_weight=0.1)
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         generator = tf_process.build_generator(config)
