@@ -106,19 +106,25 @@ def _upsample(x, filters, name, kind):
     return _conv(filters, f"{name}_upconv")(x)
 
 
-def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False):
+def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False, skip=False):
     """Masked image in [0, 1] -> full restored image in [0, 1].
 
-    mask_channel: the hole is given as a fourth input channel, so a black pixel of the photo
-    and a hidden one differ."""
+    mask_channel: the hole as a fourth input channel, so a black pixel of the photo and a
+    hidden one differ.
+    skip: U-Net skip connections (Ronneberger et al. 2015): each decoder stage also sees the
+    encoder stage of its resolution, concatenated before its second convolution, so the
+    context's edges need not pass through the 4x4 bottleneck (which the original's network
+    does not let through: its output blurs even the context it is given)."""
     _check_size(img_size)
     masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
-    x, _ = encoder(masked, "g_")
+    x, stages = encoder(masked, "g_")
     x = ChannelWiseDense(name="g_channelwise_dense")(x)
     x = _conv(256, "g_dec1_conv1")(x)
     x = _conv(256, "g_dec1_conv2")(x)
     for stage, filters in enumerate(DECODER_FILTERS, start=2):
         x = _upsample(x, filters, f"g_dec{stage}", upsample)
+        if skip:
+            x = layers.Concatenate(name=f"g_dec{stage}_skip")([x, stages[-stage]])
         x = _conv(filters, f"g_dec{stage}_conv")(x)
     # The output layer stays float32 under mixed precision: losses and pictures need it.
     restored = _conv(channels, "g_output", activation="sigmoid", dtype="float32")(x)

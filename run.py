@@ -89,6 +89,8 @@ def parse_args(argv=None):
     p.add_argument("--mask_channel", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.mask_channel,
                    help="give the generator the hole as a fourth input channel")
+    p.add_argument("--skip", action=argparse.BooleanOptionalAction, default=DEFAULTS.skip,
+                   help="U-Net skip connections from the generator's encoder to its decoder")
     p.add_argument("--band", type=int, default=DEFAULTS.band,
                    help="width in pixels (at 128x128, scaled with --img_size) of the band "
                         "around the hole for the overlap loss and the feathered blend; 0: none")
@@ -196,6 +198,7 @@ def train_config(args):
     """The training settings the library takes, from the flags."""
     return tf_process.TrainConfig(
         img_size=args.img_size, upsample=args.upsample, mask_channel=args.mask_channel,
+        skip=args.skip,
         band=args.band, overlap_weight=args.overlap_weight, feather=args.feather,
         local_d=args.local_d, spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,

@@ -29,6 +29,7 @@ class TrainConfig:
     # 15-minute CPU budget; the README gives the command line of the original's recipe.
     upsample: str = "nearest"  # the decoder's 2x upsampling: one of neuralnet.UPSAMPLING
     mask_channel: bool = True  # the hole as a fourth input channel of the generator
+    skip: bool = False  # U-Net skip connections from the encoder to the decoder
     band: int = 4  # pixels (at 128x128) around the hole for the overlap loss and the blend
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
     feather: bool = True  # blend the restoration into the context across the band
@@ -84,7 +85,7 @@ def band_pixels(config):
 
 def build_generator(config):
     return neuralnet.Generator(config.img_size, upsample=config.upsample,
-                               mask_channel=config.mask_channel)
+                               mask_channel=config.mask_channel, skip=config.skip)
 
 
 def build_discriminator(config):

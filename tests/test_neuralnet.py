@@ -64,6 +64,11 @@ def test_levers_keep_the_parameter_counts():
     for kind in ("nearest", "bilinear"):
         assert neuralnet.Generator(128, upsample=kind).count_params() == 3_607_331
     assert neuralnet.Generator(128, mask_channel=True).count_params() == 3_607_331 + 16 * 9
+    # a skip doubles the input channels of each decoder stage's second convolution
+    extra = sum(9 * f * f for f in neuralnet.DECODER_FILTERS)
+    skipped = neuralnet.Generator(128, skip=True)
+    assert skipped.count_params() == 3_607_331 + extra
+    assert skipped.get_layer("g_dec6_skip").output.shape[1:] == (128, 128, 32)
     local = neuralnet.Discriminator(128, local=True)
     x = tf.zeros([1, 128, 128, 3])
     assert neuralnet.Discriminator(128, spectral_norm=True)(x)["logits"].shape == (1, 1)

@@ -165,7 +165,8 @@ def test_console_written_to_a_file_is_plain(tmp_path):
 
 
 def test_every_lever_trains_under_mixed_precision():
-    config = tf_process.TrainConfig(img_size=32, upsample="nearest", mask_channel=True, band=4,
+    config = tf_process.TrainConfig(img_size=32, upsample="nearest", mask_channel=True, skip=True,
+                                    band=4,
                                     feather=True, local_d=True, spectral_norm=True,
                                     fm_weight=1.0, edge_weight=0.1)
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
