@@ -91,18 +91,25 @@ def _check_size(img_size):
         raise ValueError(f"image side must be a positive multiple of {DOWNSAMPLING}, got {img_size}")
 
 
-UPSAMPLING = ("transpose", "nearest", "bilinear")
+UPSAMPLING = ("transpose", "nearest", "bilinear", "smooth")
 
 
 def _upsample(x, filters, name, kind):
     """2x upsampling to `filters` channels. "transpose": the original's stride-2 transposed
     3x3 convolution, whose uneven overlaps leave a checkerboard (Odena et al. 2016).
     "nearest" or "bilinear": a 2x resize, then a 3x3 convolution: the same parameters, no
-    checkerboard, but the convolution runs at the output resolution (4x its arithmetic)."""
+    checkerboard, but the convolution runs at the output resolution (4x its arithmetic).
+    Nearest copies leave 2x2 blocks whose edges the generator turns into a plaid of thin
+    lines; bilinear has none, but its gradient is slow on CPUs. "smooth": the nearest
+    resize, then a 2x2 average (stride 1): linear interpolation, a quarter pixel off
+    bilinear's grid, with no blocks, at a fifth of bilinear's extra cost on this CPU."""
     if kind == "transpose":
         return layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="elu",
                                       kernel_initializer=_initializer(), name=f"{name}_upconv")(x)
-    x = layers.UpSampling2D(2, interpolation=kind, name=f"{name}_resize")(x)
+    x = layers.UpSampling2D(2, interpolation="nearest" if kind == "smooth" else kind,
+                            name=f"{name}_resize")(x)
+    if kind == "smooth":
+        x = layers.AveragePooling2D(2, strides=1, padding="same", name=f"{name}_smooth")(x)
     return _conv(filters, f"{name}_upconv")(x)
 
 

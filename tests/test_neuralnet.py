@@ -61,7 +61,7 @@ def test_channelwise_dense_equals_one_dense_layer_per_channel():
 def test_levers_keep_the_parameter_counts():
     # a resize convolution has the transposed convolution's kernel; the mask channel adds one
     # input channel to the first convolution
-    for kind in ("nearest", "bilinear"):
+    for kind in ("nearest", "bilinear", "smooth"):
         assert neuralnet.Generator(128, upsample=kind).count_params() == 3_607_331
     assert neuralnet.Generator(128, mask_channel=True).count_params() == 3_607_331 + 16 * 9
     # a skip doubles the input channels of each decoder stage's second convolution
@@ -78,6 +78,14 @@ def test_levers_keep_the_parameter_counts():
     assert [f.shape[1:] for f in judged["features"]] == [
         (128, 128, 16), (64, 64, 32), (32, 32, 64), (16, 16, 128), (8, 8, 128), (4, 4, 256),
         (64, 64, 16), (32, 32, 32), (16, 16, 64), (8, 8, 128), (4, 4, 128), (2, 2, 256)]
+
+
+def test_smooth_upsampling_interpolates_instead_of_copying_blocks():
+    generator = neuralnet.Generator(32, upsample="smooth")
+    row = tf.constant([0.0, 1.0, 3.0])[None, None, :, None] * tf.ones([1, 3, 1, 1])
+    up = generator.get_layer("g_dec2_smooth")(generator.get_layer("g_dec2_resize")(row))
+    # nearest would give 0 0 1 1 3 3: each step between neighbours is halved, the edge kept
+    np.testing.assert_allclose(up[0, 0, :, 0].numpy(), [0.0, 0.5, 1.0, 2.0, 3.0, 3.0])
 
 
 def test_discriminator_logits_stay_float32_under_mixed_precision():
