@@ -291,13 +291,17 @@ def make_masks(kind, batch, size, seed):
     raise ValueError(f"unknown mask {kind!r}; choose one of {MASKS}")
 
 
+def grow(masks, pixels):
+    """The hole and every pixel within `pixels` of it (chessboard distance)."""
+    return tf.nn.max_pool2d(masks, 2 * pixels + 1, 1, "SAME")
+
+
 def blend_weights(masks, band):
     """How much of the restoration a composite takes: 1 inside the hole, falling linearly to
     0 across `band` pixels around it (chessboard distance), so no hard edge shows."""
     if band == 0:
         return masks
-    return tf.add_n([tf.nn.max_pool2d(masks, 2 * k + 1, 1, "SAME")
-                     for k in range(band + 1)]) / (band + 1)
+    return tf.add_n([grow(masks, k) for k in range(band + 1)]) / (band + 1)
 
 
 # ----------------------------------------------------------------------------- pipelines

@@ -171,7 +171,7 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
             # hole, weighted, so the restoration continues the visible context.
             rec = losses.reconstruction_loss(images, restored, masks)
             fit = rec
-            shown = tf.nn.max_pool2d(masks, 2 * band + 1, 1, "SAME")  # the hole and its band
+            shown = datamanager.grow(masks, band)  # the hole and its band
             if band and config.overlap_weight:
                 fit += config.overlap_weight * losses.reconstruction_loss(images, restored,
                                                                           shown - masks)
