@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+import run_folder
 from synthetic_faces import synthetic_face
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff")
@@ -138,21 +139,15 @@ def _progress(done, total, label):
 
 def _write_cache(path, chunks, total, label):
     """Writes uint8 chunks to path atomically; returns the count written and what was skipped."""
-    tmp = f"{path}.tmp{os.getpid()}"
     count, skipped, seen = 0, [], 0
-    try:
-        with open(tmp, "wb") as out:
-            for images, bad in chunks:
-                out.write(np.ascontiguousarray(images).data)
-                count += len(images)
-                skipped += bad
-                seen += len(images) + len(bad)
-                _progress(seen, total, label)
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C or a full disk: leave no half-written cache behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # Ctrl-C or a full disk leaves no half-written cache behind
+    with run_folder.atomic_path(path) as tmp, open(tmp, "wb") as out:
+        for images, bad in chunks:
+            out.write(np.ascontiguousarray(images).data)
+            count += len(images)
+            skipped += bad
+            seen += len(images) + len(bad)
+            _progress(seen, total, label)
     return count, skipped
 
 
@@ -219,10 +214,7 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
                   else _decode_chunks(paths, size, workers))
         count, skipped = _write_cache(path, chunks, total, label)
         index = {"count": count, "skipped": skipped}
-        tmp = f"{index_path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(index, f)
-        os.replace(tmp, index_path)  # written last: its presence marks a complete cache
+        run_folder.write_text(index_path, json.dumps(index))  # last: marks a complete cache
     for bad_path, why in index["skipped"]:
         warnings.warn(f"skipped {bad_path}: {why}")
     if index["skipped"]:

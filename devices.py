@@ -46,10 +46,12 @@ def configure_devices(gpus=None, mixed_precision=False):
     return strategy, policy
 
 
-def is_chief(strategy):
-    """Only the chief writes pictures, metrics and the checkpoints a user keeps."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
+def is_chief():
+    """Only the chief writes pictures, metrics and the checkpoints a user keeps, and locks
+    the run folder. Read from TF_CONFIG, as MultiWorkerMirroredStrategy reads it, so it is
+    known before the strategy is built; without TF_CONFIG this process is the only one."""
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if not resolver.task_type:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"

@@ -5,6 +5,7 @@ The training loop calls one Monitor at the end of each epoch, as keras-io's DCGA
 calls its GANMonitor callback; it never lays out a picture itself.
 """
 import csv
+import io
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 import datamanager
+import run_folder
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -41,9 +43,8 @@ def _mosaic(images, columns):
 
 def _save_png(image, path):
     """Writes through a temporary file, so a reader never sees half a picture."""
-    tmp = path + ".tmp.png"
-    image.save(tmp)
-    os.replace(tmp, path)
+    with run_folder.atomic_path(path) as tmp:
+        image.save(tmp)
 
 
 def _labelled_panels(panels, titles, path, gap=4):
@@ -98,7 +99,7 @@ def save_comparison(images, path, gap=8):
 
 def save_test_image(path, image, masked, composite):
     """One test picture: original | masked | restored composite."""
-    Image.fromarray(np.concatenate(to_uint8([image, masked, composite]), axis=1)).save(path)
+    _save_png(Image.fromarray(np.concatenate(to_uint8([image, masked, composite]), axis=1)), path)
 
 
 def _smooth(values, window):
@@ -163,27 +164,37 @@ def plot_losses(path, steps, epochs, references):
     for ax in axes[2:]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with run_folder.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- records
 
 def read_csv(path):
+    """The rows of a CSV of numbers. A last line with no line end is a row torn by a kill or
+    a full disk in the middle of its append, and is dropped."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        text = f.read()
+    complete = text[:text.rfind("\n") + 1]
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(complete))]
 
 
-def _write_csv(path, rows, mode):
-    with open(path, mode, newline="") as f:
+def _append_csv(path, rows):
+    with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if mode == "w" or f.tell() == 0:
+        if f.tell() == 0:
             writer.writeheader()
         writer.writerows(rows)
+
+
+def _rewrite_csv(path, rows):
+    with run_folder.atomic_path(path) as tmp:
+        _append_csv(tmp, rows)
 
 
 class Monitor:
@@ -206,7 +217,7 @@ class Monitor:
             self.epochs = [r for r in read_csv(self.epochs_path) if r["epoch"] <= epoch]
         for path, rows in ((self.steps_path, self.steps), (self.epochs_path, self.epochs)):
             if rows:
-                _write_csv(path, rows, "w")
+                _rewrite_csv(path, rows)
             elif os.path.exists(path):
                 os.remove(path)
         os.makedirs(os.path.join(out_dir, "training"), exist_ok=True)
@@ -230,17 +241,22 @@ class Monitor:
             for row in rows:
                 for k in LOSS_NAMES:
                     tf.summary.scalar(f"train/{k}", row[k], step=row["step"])
-        _write_csv(self.steps_path, rows, "a")
+        _append_csv(self.steps_path, rows)
         self.steps += rows
 
-    def on_epoch_end(self, epoch, row, test_metrics):
-        """Records an epoch's row of metrics.csv, its test scalars, redraws loss.png and writes
-        the epoch's sample grid."""
+    def on_epoch_end(self, row, test_metrics):
+        """Records an epoch's row of metrics.csv and its test scalars. Called before the
+        epoch's checkpoint is saved: if that save fails, the resumed run drops the row and
+        trains the epoch again, so no epoch is recorded twice or lost."""
         with self.writer.as_default():
             for k, v in test_metrics.items():
                 tf.summary.scalar(f"test/{k}", v, step=int(row["step"]))
-        _write_csv(self.epochs_path, [row], "a")
+        _append_csv(self.epochs_path, [row])
         self.epochs.append(row)
+
+    def draw(self, epoch):
+        """Redraws loss.png and writes the sample grid after `epoch` epochs: pictures only,
+        drawn after the checkpoint (a resumed run draws them again)."""
         plot_losses(os.path.join(self.out_dir, "loss.png"), self.steps, self.epochs,
                     self.references)
         self.write_grid(epoch)

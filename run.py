@@ -2,6 +2,7 @@
 import argparse
 import contextlib
 import dataclasses
+import errno
 import os
 import shlex
 import sys
@@ -40,6 +41,7 @@ import datamanager
 import devices
 import inpaint
 import neuralnet
+import run_folder
 import tf_process
 
 DEFAULT_N_SYNTHETIC = 1500  # sized so the default run finishes within 15 minutes on 2 CPU cores
@@ -154,23 +156,17 @@ def check_args(args):
     return next((message for failed, message in problems if failed), None)
 
 
+def check_run(args):
+    """For inpaint: refuses an --out_dir that holds no trained run."""
+    if (not tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
+            or tf_process.load_config(args.out_dir) is None):
+        return (f"--out_dir {args.out_dir}: no trained run there; point it at the --out_dir "
+                "of a finished training run")
+    return None
+
+
 def check_out_dir(args):
-    """Refuses an --out_dir that cannot be written, one that would mix two runs, and for
-    inpaint one that holds no trained run."""
-    if args.mode == "inpaint":
-        if (not tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
-                or tf_process.load_config(args.out_dir) is None):
-            return (f"--out_dir {args.out_dir}: no trained run there; point it at the --out_dir "
-                    "of a finished training run")
-        return None
-    try:
-        os.makedirs(args.out_dir, exist_ok=True)
-        probe = os.path.join(args.out_dir, ".write_test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as error:
-        return f"--out_dir {args.out_dir}: cannot write there ({error.strerror}); choose another"
+    """Refuses an --out_dir that would mix two runs, or that has nothing to resume."""
     has_checkpoint = tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
     if args.mode != "test" and has_checkpoint and not args.resume:
         return (f"--out_dir {args.out_dir} already holds a trained run; pass --resume to "
@@ -239,16 +235,24 @@ def inpaint_photos(args):
     return 0
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    problem = check_args(args) or check_out_dir(args)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    tf.keras.utils.set_random_seed(args.seed)
-    if args.mode == "inpaint":
-        return inpaint_photos(args)
+def write_failure(error, args, argv):
+    """One line for a write that failed; for a full disk, where the run stands and the
+    command that continues it once space is freed."""
+    what = error.filename or args.out_dir
+    if not run_folder.no_space(error):
+        return f"could not write {what}: {error.strerror}; the last good checkpoint is kept"
+    if args.mode == "test":
+        after = f"run the same command again: python {shlex.join([sys.argv[0], *argv])}"
+    elif tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints")):
+        latest = tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
+        after = f"continue from the last good checkpoint, {latest}, with: {resume_command(argv)}"
+    else:
+        after = f"start again (no checkpoint yet): python {shlex.join([sys.argv[0], *argv])}"
+    return f"could not write {what}: no space left on device; free some space, then {after}"
+
+
+def train_and_test(args, argv):
+    """--mode train_test, train and test, in a run folder this process has to itself."""
     config = train_config(args)
     if args.mode == "test" and tf_process.load_config(args.out_dir):
         config = dataclasses.replace(tf_process.load_config(args.out_dir), batch=args.batch,
@@ -263,35 +267,69 @@ def main(argv=None):
         if args.mode != "test" and args.batch > len(train_idx):
             raise ValueError(f"--batch {args.batch} is larger than the {len(train_idx)} "
                              "training images; lower --batch")
-    except (datamanager.DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted while preparing the images; nothing else had started", file=sys.stderr)
-        return 130
-    print(f"{images.count} images at {config.img_size}x{config.img_size}: "
-          f"{len(train_idx)} train, {len(test_idx)} test")
-    with strategy.scope():
-        generator = tf_process.build_generator(config)
-        discriminator = tf_process.build_discriminator(config)
-    print(f"generator: {generator.count_params():,} parameters; "
-          f"discriminator: {discriminator.count_params():,} parameters; "
-          f"{policy} on {strategy.num_replicas_in_sync} replica(s)")
-    try:
+        print(f"{images.count} images at {config.img_size}x{config.img_size}: "
+              f"{len(train_idx)} train, {len(test_idx)} test")
+        with strategy.scope():
+            generator = tf_process.build_generator(config)
+            discriminator = tf_process.build_discriminator(config)
+        print(f"generator: {generator.count_params():,} parameters; "
+              f"discriminator: {discriminator.count_params():,} parameters; "
+              f"{policy} on {strategy.num_replicas_in_sync} replica(s)")
         if args.mode in ("train_test", "train"):
             tf_process.train(config, args.out_dir, images, train_idx, test_idx,
                              generator, discriminator, strategy, resume=args.resume)
-        if args.mode in ("train_test", "test") and devices.is_chief(strategy):
+        if args.mode in ("train_test", "test") and devices.is_chief():
             tf_process.test(config, args.out_dir, images, test_idx, generator)
+    except (datamanager.DataError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before training or in the test: training catches its own
+        print("\ninterrupted; the run's checkpoints are untouched", file=sys.stderr)
+        return 130
     except tf_process.TrainingStopped as stop:
         resume = f" Resume with: {resume_command(argv)}" if stop.resumable else ""
         print(f"\n{stop}{resume}", file=sys.stderr)
         return stop.exit_code
     except OSError as error:
-        print(f"error: could not write {error.filename or args.out_dir}: {error.strerror}; "
-              "the last good checkpoint is kept", file=sys.stderr)
+        print(f"error: {write_failure(error, args, argv)}", file=sys.stderr)
+        return 1
+    except tf.errors.OpError as error:  # TensorBoard's event files fail as TensorFlow ops
+        if not run_folder.no_space(error):
+            raise
+        failed = OSError(errno.ENOSPC, "no space left on device", os.path.join(args.out_dir, "logs"))
+        print(f"error: {write_failure(failed, args, argv)}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    problem = check_args(args)
+    if args.mode == "inpaint":  # reads the run and writes elsewhere: works while it trains
+        problem = problem or check_run(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    tf.keras.utils.set_random_seed(args.seed)
+    if args.mode == "inpaint":
+        return inpaint_photos(args)
+    with contextlib.ExitStack() as held:
+        if devices.is_chief():  # the other workers of a cluster write nothing there
+            try:
+                held.enter_context(run_folder.lock(args.out_dir))
+            except run_folder.FolderBusy as busy:
+                print(f"error: {busy}", file=sys.stderr)
+                return 2
+            except OSError as error:
+                print(f"error: --out_dir {args.out_dir}: cannot write there ({error.strerror}); "
+                      "choose another", file=sys.stderr)
+                return 2
+        problem = check_out_dir(args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+        return train_and_test(args, argv)
 
 
 if __name__ == "__main__":

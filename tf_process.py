@@ -1,8 +1,10 @@
 """The training and test processes: the compiled two-player train step, the training loop
 with its checkpoints, and the evaluation and test over the held-out images."""
 import dataclasses
+import errno
 import json
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -15,6 +17,7 @@ import losses
 import neuralnet
 import outputs
 import references
+import run_folder
 from devices import is_chief
 
 SAMPLE_COUNT = 100
@@ -55,10 +58,8 @@ CONFIG_FILE = "config.json"
 
 def save_config(config, out_dir):
     """Records how a run was trained, so --mode test and inpaint rebuild the same network."""
-    path = os.path.join(out_dir, CONFIG_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
-    os.replace(path + ".tmp", path)
+    run_folder.write_text(os.path.join(out_dir, CONFIG_FILE),
+                          json.dumps(dataclasses.asdict(config), indent=2))
 
 
 def load_config(out_dir):
@@ -288,13 +289,21 @@ def _restore_checkpoint(checkpoint, path, img_size, full=True):
 
 def _save(manager, number):
     """Saves a checkpoint; on failure the previous one stays the latest (the manager updates
-    its index only after the new files are complete)."""
+    its index only after the new files are complete) and the failed save's files go."""
     try:
         return manager.save(checkpoint_number=number)
     except (OSError, tf.errors.OpError) as error:
-        reason = getattr(error, "strerror", None) or getattr(error, "message", str(error))
-        raise TrainingStopped(f"could not write a checkpoint in {manager.directory} ({reason}); "
-                              f"the last good one, {manager.latest_checkpoint}, is kept", 1) from None
+        # TensorFlow writes a checkpoint into PREFIX_temp/ and renames it when complete.
+        for name in os.listdir(manager.directory):
+            if name == f"ckpt-{number}_temp" or name.startswith(f"ckpt-{number}."):
+                path = os.path.join(manager.directory, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        what = os.path.join(manager.directory, f"ckpt-{number}")
+        if run_folder.no_space(error):
+            raise OSError(errno.ENOSPC, "no space left on device", what) from None
+        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0][:200]
+        raise TrainingStopped(f"could not write {what} ({reason}); the last good checkpoint, "
+                              f"{manager.latest_checkpoint}, is kept", 1) from None
 
 
 def _catch_stop_signals():
@@ -330,7 +339,7 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
     a non-finite loss (keeping the last good checkpoint)."""
     # Every worker of a cluster runs the same code and must save checkpoints (saving takes
     # part in collectives); all but the chief write into a scratch folder.
-    out = out_dir if is_chief(strategy) else tempfile.mkdtemp(prefix="worker-")
+    out = out_dir if is_chief() else tempfile.mkdtemp(prefix="worker-")
     with strategy.scope():
         g_optimizer, d_optimizer = (make_optimizer(model, config.lr, config.beta1, config.beta2)
                                     for model in (generator, discriminator))
@@ -354,7 +363,7 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
         global_batch=config.batch, strategy=strategy)
     restore = make_restore(ema_generator, config)
     sample = images.read(train_idx[:SAMPLE_COUNT])
-    if is_chief(strategy):
+    if is_chief():
         save_config(config, out_dir)
     test_data = datamanager.test_dataset(images, test_idx, config.batch, config.test_mask)
     scores = evaluate_references(test_data)
@@ -366,6 +375,8 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
     steps_per_epoch = len(train_idx) // config.batch
     if int(ckpt.epoch) == 0 and int(ckpt.step_in_epoch) == 0:
         monitor.write_grid(0)
+    elif resume:  # the pictures the stopped run may not have finished
+        monitor.draw(int(ckpt.epoch))
 
     caught, previous_handlers = _catch_stop_signals()
     try:
@@ -412,9 +423,7 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
                   f"{model['rec']:.2f}  hole PSNR: {model['hole_psnr']:.2f} dB "
                   f"({best} {scores[best]['hole_psnr']:.2f})  seam: {model['seam']:.2f}  "
                   f"detail: {model['detail']:.2f}", flush=True)
-            _save(manager, global_step())
             monitor.on_epoch_end(
-                epoch + 1,
                 {"epoch": epoch + 1, "step": global_step(),
                  **{f"train_{k}": mean[k] for k in outputs.LOSS_NAMES},
                  **{f"test_{k}": v for k, v in model.items()},
@@ -423,6 +432,8 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
                  "train_seconds": float(ckpt.train_seconds),
                  "images_per_second": len(history) * config.batch / seconds},
                 model)
+            _save(manager, global_step())
+            monitor.draw(epoch + 1)
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
@@ -458,8 +469,7 @@ def test(config, out_dir, images, test_idx, generator):
                    if train_images and train_seconds else None,
                    "test_ms_per_image": 1000.0 * seconds / count},
     }
-    with open(os.path.join(out_dir, "test_metrics.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    run_folder.write_text(os.path.join(out_dir, "test_metrics.json"), json.dumps(result, indent=2))
     ref = scores[best]
     print(f"Test on {count} images ({config.test_mask} hole), model vs the best training-free "
           f"fill ({best}): hole PSNR {model['hole_psnr']:.2f} vs {ref['hole_psnr']:.2f} dB "
