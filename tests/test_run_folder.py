@@ -113,17 +113,28 @@ def test_a_torn_last_csv_line_is_dropped(tmp_path):
 
 # ----------------------------------------------------------------------------- a full disk
 
+@pytest.fixture(scope="module")
+def straight_run(face_folder, tmp_path_factory):
+    """The two-epoch run the interrupted runs below must end up identical to."""
+    out = str(tmp_path_factory.mktemp("straight"))
+    assert run.main(["--data_dir", face_folder, "--out_dir", out, *TWO_EPOCHS]) == 0
+    return out
+
+
+TWO_EPOCHS = ["--mode", "train", "--epoch", "2", *SMALL]
+SECOND_CHECKPOINT = 2 * (27 // 4)  # 27 training faces, batch 4
+
+
 def test_full_disk_at_a_checkpoint_is_one_line_and_resume_finishes_as_if_nothing_happened(
-        face_folder, tmp_path, monkeypatch, capsys):
+        face_folder, straight_run, tmp_path, monkeypatch, capsys):
     """By injection, with TensorFlow's own error text: the save fails after it has started
     its PREFIX_temp folder."""
     out = tmp_path / "run"
-    common = ["--data_dir", face_folder, "--out_dir", str(out), "--mode", "train", "--epoch",
-              "3", *SMALL]
+    argv = ["--data_dir", face_folder, "--out_dir", str(out), *TWO_EPOCHS]
     save = tf.train.CheckpointManager.save
 
     def fails_second_time(manager, checkpoint_number=None, **kwargs):
-        if checkpoint_number == 2 * (27 // 4):
+        if checkpoint_number == SECOND_CHECKPOINT:
             os.makedirs(os.path.join(manager.directory, f"ckpt-{checkpoint_number}_temp"))
             raise tf.errors.ResourceExhaustedError(
                 None, None, "{{function_node __wrapped__SaveV2_dtypes_309_device_/job:localhost"
@@ -131,53 +142,40 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_resume_finishes_as_if_nothing
                 "00001.tempstate1046; No space left on device")
         return save(manager, checkpoint_number=checkpoint_number, **kwargs)
     monkeypatch.setattr(tf.train.CheckpointManager, "save", fails_second_time)
-    code = run.main(common)
+    code = run.main(argv)
     line = _error_line(capsys.readouterr().err)
     good = os.path.join(str(out), "checkpoints", f"ckpt-{27 // 4}")
     assert code == 1
-    assert line.startswith(f"error: could not write {out}/checkpoints/ckpt-{2 * (27 // 4)}: "
+    assert line.startswith(f"error: could not write {out}/checkpoints/ckpt-{SECOND_CHECKPOINT}: "
                            "no space left on device; free some space, then continue from the "
                            f"last good checkpoint, {good}, with: python ")
     assert line.endswith(" --resume")
     assert not [f for f in os.listdir(out / "checkpoints") if "_temp" in f]
     assert tf.train.latest_checkpoint(str(out / "checkpoints")) == good
     monkeypatch.undo()
-    assert run.main([*common, "--resume"]) == 0
-    straight = str(tmp_path / "straight")
-    assert run.main([*common[:2], "--out_dir", straight, *common[4:]]) == 0
-    _assert_same_records(str(out), straight)
+    assert run.main([*argv, "--resume"]) == 0
+    _assert_same_records(str(out), straight_run)
 
 
-def _mount_tmpfs(path, size):
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          check=False, capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"a tmpfs mount needs root: {done.stderr.strip()}")
-
-
-@pytest.mark.slow
-def test_full_disk_on_a_real_small_filesystem(face_folder, tmp_path):
+def test_full_disk_on_a_real_small_filesystem(face_folder, straight_run, tmp_path, capsys):
     """The issue's experiment: a 110 MB tmpfs holds one checkpoint of the 32x32 networks
     (75 MB) but not two; grown to 400 MB, --resume finishes the run."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    _mount_tmpfs(disk, "110m")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=110m", "tmpfs", str(disk)],
+                          check=False, capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"mounting a tmpfs needs root: {done.stderr.strip()}")
     try:
         out = disk / "run"
-        argv = [sys.executable, os.path.join(ROOT, "run.py"), "--data_dir", face_folder,
-                "--out_dir", str(out), "--mode", "train", "--epoch", "3", *SMALL]
-        failed = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=600)
-        assert failed.returncode == 1, failed.stderr
-        line = _error_line(failed.stderr)
-        assert "no space left on device" in line and line.endswith(" --resume")
+        argv = ["--data_dir", face_folder, "--out_dir", str(out), *TWO_EPOCHS]
+        assert run.main(argv) == 1
+        line = _error_line(capsys.readouterr().err)
+        assert f"ckpt-{SECOND_CHECKPOINT}: no space left on device" in line
+        assert line.endswith(" --resume")
         assert not [f for f in os.listdir(out / "checkpoints") if "_temp" in f]
         subprocess.run(["mount", "-o", "remount,size=400m", str(disk)], check=True)
-        resumed = subprocess.run([*argv, "--resume"], check=False, capture_output=True, text=True,
-                                 timeout=600)
-        assert resumed.returncode == 0, resumed.stderr
-        straight = tmp_path / "straight"
-        argv[argv.index(str(out))] = str(straight)
-        assert subprocess.run(argv, check=False, capture_output=True, timeout=600).returncode == 0
-        _assert_same_records(str(out), str(straight))
+        assert run.main([*argv, "--resume"]) == 0
+        _assert_same_records(str(out), straight_run)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
