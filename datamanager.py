@@ -284,16 +284,21 @@ def make_masks(kind, batch, size, seed):
 
 
 def grow(masks, pixels):
-    """The hole and every pixel within `pixels` of it (chessboard distance)."""
-    return tf.nn.max_pool2d(masks, 2 * pixels + 1, 1, "SAME")
+    """The hole and every pixel within `pixels` of it (chessboard distance): `pixels` 3x3
+    max-pools, each growing it by one pixel, a third of the work of one pool of side
+    2 * pixels + 1 at the default band (README, Performance)."""
+    for _ in range(pixels):
+        masks = tf.nn.max_pool2d(masks, 3, 1, "SAME")
+    return masks
 
 
 def blend_weights(masks, band):
     """How much of the restoration a composite takes: 1 inside the hole, falling linearly to
     0 across `band` pixels around it (chessboard distance), so no hard edge shows."""
-    if band == 0:
-        return masks
-    return tf.add_n([grow(masks, k) for k in range(band + 1)]) / (band + 1)
+    rings = [masks]
+    for _ in range(band):
+        rings.append(grow(rings[-1], 1))
+    return tf.add_n(rings) / (band + 1)
 
 
 # ----------------------------------------------------------------------------- pipelines

@@ -279,6 +279,10 @@ class Progress:
             if self.tty else None
         self.last = time.perf_counter()
 
+    def note(self, text):
+        """A line of its own between progress updates (below the bar on a terminal)."""
+        print(f"\n{text}" if self.bar else text, flush=True)
+
     def update(self, step, values, force=False):
         """values: (name, number) pairs; shown at most every second on a terminal."""
         now = time.perf_counter()
@@ -291,3 +295,72 @@ class Progress:
         else:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in values)
             print(f"  step {step}/{self.total}  {shown}", flush=True)
+
+
+BUDGET_SECONDS = 15 * 60  # what the default run is sized for on a CPU with bfloat16
+
+
+def duration(seconds):
+    """'45 s', '13 min 10 s', '2 h 5 min'."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def estimate_line(images_per_second, batch, steps_per_epoch, epochs, steps_left, seconds_so_far):
+    """The run's length, from the measured speed: its whole training time (what it has
+    trained so far, resumed runs included, plus the steps left at this speed) and, over
+    the budget, the --epoch that fits it."""
+    step_seconds = batch / images_per_second
+    total = seconds_so_far + steps_left * step_seconds
+    line = (f"speed: {images_per_second:.1f} images/s, so training takes about {duration(total)} "
+            f"({epochs} epochs of {steps_per_epoch} steps; {duration(steps_left * step_seconds)} "
+            "from now), plus each epoch's evaluation")
+    if total > BUDGET_SECONDS:
+        fits = int(BUDGET_SECONDS // (steps_per_epoch * step_seconds))
+        line += (f". Over {duration(BUDGET_SECONDS)}: --epoch {fits} fits it" if fits else
+                 f". One epoch alone takes over {duration(BUDGET_SECONDS)}: use fewer images "
+                 "(--limit, --n_synthetic) or a smaller --img_size")
+    return line
+
+
+class Estimate:
+    """Prints estimate_line once, as soon as the step's speed is known: after the steps that
+    trace and warm up the train step, over at least a few seconds of steps."""
+    WARMUP_STEPS = 2  # the first call traces; the second is still slower than the rest
+    MIN_STEPS, MIN_SECONDS = 3, 5.0
+
+    def __init__(self, batch, steps_per_epoch, epochs, steps_done, seconds_done):
+        self.batch, self.steps_per_epoch, self.epochs = batch, steps_per_epoch, epochs
+        self.steps_done, self.seconds_done = steps_done, seconds_done
+        self.steps, self.start, self.since, self.printed = 0, time.perf_counter(), None, False
+
+    def _say(self, progress, images_per_second, now):
+        steps_left = self.epochs * self.steps_per_epoch - self.steps_done - self.steps
+        progress.note(estimate_line(images_per_second, self.batch, self.steps_per_epoch,
+                                    self.epochs, steps_left, self.seconds_done + now - self.start))
+        self.printed = True
+
+    def on_step(self, progress):
+        """Call after every train step of this process."""
+        self.steps += 1
+        if self.printed:
+            return
+        now = time.perf_counter()
+        if self.steps == self.WARMUP_STEPS:
+            self.since = now
+        measured = self.steps - self.WARMUP_STEPS
+        if self.since and measured >= self.MIN_STEPS and now - self.since >= self.MIN_SECONDS:
+            self._say(progress, measured * self.batch / (now - self.since), now)
+
+    def on_epoch_end(self, progress):
+        """An epoch too short to measure in: the speed from what it did."""
+        if self.printed or not self.steps:
+            return
+        measured = self.steps - self.WARMUP_STEPS
+        now = time.perf_counter()
+        self._say(progress, measured * self.batch / (now - self.since) if measured > 0
+                  else self.steps * self.batch / (now - self.start), now)

@@ -378,6 +378,8 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
     elif resume:  # the pictures the stopped run may not have finished
         monitor.draw(int(ckpt.epoch))
 
+    estimate = outputs.Estimate(config.batch, steps_per_epoch, config.epoch, global_step(),
+                                float(ckpt.train_seconds))
     caught, previous_handlers = _catch_stop_signals()
     try:
         for epoch in range(int(ckpt.epoch), config.epoch):
@@ -394,7 +396,9 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
                 rate = len(history) * config.batch / (time.perf_counter() - start)
                 bar.update(step, [(k, float(v)) for k, v in history[-1].items()]
                            + [("img/s", rate)])
+                estimate.on_step(bar)
             seconds = time.perf_counter() - start
+            estimate.on_epoch_end(bar)
             first_step = global_step() - len(history) + 1
             step_losses = {k: np.array([float(h[k]) for h in history])
                            for k in outputs.LOSS_NAMES}
