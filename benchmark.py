@@ -20,10 +20,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import tf_environment  # noqa: F401  (before TensorFlow: the project's oneDNN default)
+
+# isort: split
 import numpy as np
 import psutil
 import tensorflow as tf
 from PIL import Image
+from tensorflow.python.util import _pywrap_util_port
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import datamanager
 import devices
@@ -46,6 +51,15 @@ SETTINGS = {
               "epoch_faces": 448, "epoch_repeats": 1, "rss_images": 640,
               "short_run": ["--n_synthetic", "320", "--epoch", "3"], "inpaint_photos": 32},
 }
+
+
+# The other CPU class, most laptops' (AVX2 and FMA, no AVX-512 or bfloat16), on any newer
+# x86 CPU: oneDNN limited to AVX2, in float32. TensorFlow's own kernels are built for AVX
+# whatever the CPU, so with oneDNN off they are what an AVX2-only CPU runs. Clock speed and
+# caches still differ from a real laptop's: these rows stand in for one, they are not one.
+AVX2_CLASS = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+ONEDNN_OFF = {**AVX2_CLASS, "TF_ENABLE_ONEDNN_OPTS": "0"}
+PROFILE_STEPS, TOP_OPS = 3, 10
 
 
 def _seconds(work):
@@ -197,8 +211,55 @@ def child_train_step(precision, settings):
                   for _ in range(repeats)]
     compute_dtype = tf.keras.mixed_precision.global_policy().compute_dtype
     return {"policy": policy, "compute_dtype": compute_dtype, "step": step_rates,
+            "onednn": _pywrap_util_port.IsMklEnabled(),
             "test": test_rates, "flops": training_flops(generator, discriminator),
             "ceiling": matmul_gflops(compute_dtype, repeats)}
+
+
+def child_profile(bench_dir):
+    """Seconds per step of each op type of the default float32 train step, from TensorFlow's
+    profiler (its trace of the executor threads; ops on the two threads overlap, so the
+    shares are of the summed op time, not of the wall time)."""
+    strategy, _ = devices.configure_devices(None, mixed_precision=False)
+    _, _, train_step, _ = build_training(strategy)
+    images, masks = _face_batch("random")
+    for _ in range(2):
+        train_step(images, masks)
+    logdir = tempfile.mkdtemp(prefix="profile-", dir=bench_dir)
+    tf.profiler.experimental.start(logdir)
+    for _ in range(PROFILE_STEPS):
+        float(train_step(images, masks)["total"])
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    for root, _, files in os.walk(logdir):
+        for name in files:
+            if name.endswith(".xplane.pb"):
+                with open(os.path.join(root, name), "rb") as f:
+                    space.ParseFromString(f.read())
+    shutil.rmtree(logdir)
+    host = next(plane for plane in space.planes if plane.name == "/host:CPU")
+    seconds = {}
+    for line in host.lines:
+        if not line.name.startswith("tf_Compute"):
+            continue
+        for event in line.events:
+            name = host.event_metadata[event.metadata_id].name  # "scope/op_name:OpType"
+            if ":" in name and not name.startswith(("ThreadpoolListener", "ExecutorState")):
+                op_type = name.rsplit(":", 1)[1]
+                seconds[op_type] = seconds.get(op_type, 0.0) + event.duration_ps / 1e12
+    return {op: total / PROFILE_STEPS for op, total in seconds.items()}
+
+
+def onednn_isa(env):
+    """The instruction set oneDNN reports under `env` (ONEDNN_VERBOSE names it at its first
+    primitive)."""
+    code = ("import tf_environment, tensorflow as tf; "
+            "tf.nn.conv2d(tf.ones([1, 8, 8, 8]), tf.ones([3, 3, 8, 8]), 1, 'SAME')")
+    printed = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.abspath(__file__)),
+                             env={**os.environ, **env, "ONEDNN_VERBOSE": "1"},
+                             capture_output=True, text=True, check=True).stdout
+    return next((line.split("isa:", 1)[1] for line in printed.splitlines() if ",isa:" in line),
+                "not reported")
 
 
 def timed_epoch(train_step, cache_dir, data_dir, limit, epoch):
@@ -315,11 +376,14 @@ def short_run_hole_psnr(args, start, precision):
         return json.load(f)["model"]["hole_psnr"]
 
 
-def run_child(args, start, *child):
-    """Runs one measurement in a fresh process and returns what it printed as JSON."""
+def run_child(args, start, *child, env=None):
+    """Runs one measurement in a fresh process, with `env` added to the environment, and
+    returns what it printed as JSON."""
     command = [sys.executable, os.path.abspath(__file__), "--dir", args.dir, "--_child", *child]
-    _report(f"measuring: {' '.join(child)}", start)
+    shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    _report(f"measuring: {' '.join(child)} {shown}", start)
     output = subprocess.run(command + (["--quick"] if args.quick else []), check=True,
+                            env={**os.environ, **(env or {})},
                             stdout=subprocess.PIPE, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -339,11 +403,13 @@ def table(rows):
     return "\n".join(lines)
 
 
-def step_rows(result):
+def step_rows(result, where):
     ceiling = statistics.median(result["ceiling"])
     achieved = [rate * result["flops"] / 1e9 for rate in result["step"]]
+    onednn = "oneDNN on" if result["onednn"] else "oneDNN off"
     return [
-        (f"train step, {result['policy']}, batch {BATCH}", "images/s", result["step"]),
+        (f"train step, {result['policy']}, batch {BATCH}, {where}, {onednn}", "images/s",
+         result["step"]),
         ("↳ achieved", "GFLOP/s", achieved),
         (f"↳ ceiling: tf.matmul {result['compute_dtype']} {MATMUL_SIDE}x{MATMUL_SIDE}",
          "GFLOP/s", result["ceiling"]),
@@ -382,17 +448,29 @@ def main(argv=None):
         measure = {"train_step": lambda: child_train_step(rest[0], settings),
                    "epoch": lambda: child_epoch(settings, args.dir),
                    "rss": lambda: child_rss(settings, args.dir),
-                   "inpaint": lambda: child_inpaint(settings, args.dir)}[name]
+                   "inpaint": lambda: child_inpaint(settings, args.dir),
+                   "profile": lambda: child_profile(args.dir)}[name]
         print(json.dumps(measure()))
         return 0
 
     start = time.perf_counter()
+    cpu, features = devices.cpu_features()
+    print(f"{cpu}, {os.cpu_count()} cores: "
+          + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in features.items())
+          + f"; TensorFlow {tf.__version__}; oneDNN under ONEDNN_MAX_CPU_ISA=AVX2 reports "
+          f"isa: {onednn_isa(AVX2_CLASS)}\n", flush=True)
     faces = os.path.join(args.dir, "faces")
     write_faces(faces, settings["faces"])
     _report("measuring: data preparation", start)
     cold, warm = measure_preparation(faces, settings["faces"], settings["decode_repeats"],
                                      os.path.join(args.dir, "cache_decode"))
-    steps = [run_child(args, start, "train_step", precision) for precision in ("float32", "mixed")]
+    # (where, result): this CPU in both precisions, then the AVX2 class with oneDNN on (the
+    # project's default) and off (TensorFlow's default on such CPUs)
+    steps = [("this CPU", run_child(args, start, "train_step", precision))
+             for precision in ("float32", "mixed")]
+    steps += [(where, run_child(args, start, "train_step", "float32", env=env))
+              for where, env in (("AVX2 class", AVX2_CLASS), ("AVX2 class", ONEDNN_OFF))]
+    profile = run_child(args, start, "profile", env=AVX2_CLASS)
     epochs = run_child(args, start, "epoch")
     linked = os.path.join(args.dir, "faces_linked")
     link_faces(linked, faces, settings["rss_images"])
@@ -407,13 +485,18 @@ def main(argv=None):
     rows = [
         (f"data preparation, cold: {jpegs} -> {SIZE}x{SIZE} cache", "images/s", cold),
         ("data preparation, warm: cache present, nothing decoded", "images/s", warm),
-        ("model FLOPs per training image (counted, 3 G + 7 D)", "GFLOP", [steps[0]["flops"] / 1e9]),
+        ("model FLOPs per training image (counted, 3 G + 7 D)", "GFLOP",
+         [steps[0][1]["flops"] / 1e9]),
     ]
-    for result in steps:
-        rows += step_rows(result)
+    for where, result in steps:
+        rows += step_rows(result, where)
+    (_, on), (_, off) = steps[2:]
+    rows.append(("↳ AVX2 class: train step with oneDNN on / off", "x",
+                 [statistics.median(on["step"]) / statistics.median(off["step"])]))
     rows += epoch_rows(epochs, settings["epoch_faces"])
-    rows += [(f"test inference (make_restore), {result['policy']}, batch {BATCH}", "images/s",
-              result["test"]) for result in steps]
+    rows += [((f"test inference (make_restore), {result['policy']}, batch {BATCH}, {where}, "
+               f"oneDNN {'on' if result['onednn'] else 'off'}"), "images/s", result["test"])
+             for where, result in steps]
     quick = " (quick mode: fewer images)" if args.quick else ""
     rss_set = f"{settings['rss_images']:,} cached {SIZE}x{SIZE} images, {rss['policy']}{quick}"
     inpainted = (f"--mode inpaint: {restored['photos']} {JPEG_SIDE}x{JPEG_SIDE} JPEGs with mask "
@@ -426,8 +509,14 @@ def main(argv=None):
     rows += [(f"{short}, test hole PSNR, {p}", "dB", [v]) for p, v in psnr.items()]
     rows.append(("↳ mixed minus float32", "dB", [psnr["mixed"] - psnr["float32"]]))
     print(table(rows))
-    print(f"\n{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}; "
-          f"{time.perf_counter() - start:.0f} s", flush=True)
+    total = sum(profile.values())
+    print(f"\nTop {TOP_OPS} op types of the train step, float32, AVX2 class, oneDNN on "
+          f"(TensorFlow's profiler over {PROFILE_STEPS} steps; share of the summed op time):\n")
+    print("| op type | ms per step | share |\n|---|--:|--:|")
+    for op, seconds in sorted(profile.items(), key=lambda item: -item[1])[:TOP_OPS]:
+        print(f"| {op} | {1000 * seconds:.1f} | {100 * seconds / total:.1f} % |")
+    print(f"| all ops | {1000 * total:.0f} | 100 % |")
+    print(f"\n{time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
 

@@ -4,14 +4,29 @@ import os
 
 import tensorflow as tf
 
+# What the speed depends on (README, Performance): the names /proc/cpuinfo gives them.
+CPU_FEATURES = {"AVX2": "avx2", "FMA": "fma", "AVX-512": "avx512f", "AVX512-BF16": "avx512_bf16",
+                "AMX": "amx_bf16"}
 
-def _cpu_has_bfloat16():
+
+def cpu_features():
+    """The CPU's model name and which of CPU_FEATURES it has (Linux; elsewhere unknown)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            info = f.read()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return "unknown CPU", {}
+    lines = info.splitlines()
+    name = next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in lines
+                      if line.startswith("flags")), []))
+    return name, {feature: flag in flags for feature, flag in CPU_FEATURES.items()}
+
+
+def _cpu_has_bfloat16():
+    _, features = cpu_features()
+    return features.get("AVX512-BF16", False) or features.get("AMX", False)
 
 
 def configure_devices(gpus=None, mixed_precision=False):

@@ -161,6 +161,7 @@ def test_console_written_to_a_file_is_plain(tmp_path):
     assert "\r" not in text and "\x1b" not in text
     assert not re.search(r"^[IWEF]\d{4} |absl|cuInit|oneDNN", text, re.MULTILINE), text
     assert re.search(r"^  step 2/2  rec [\d.]+ ", text, re.MULTILINE), text
+    assert re.search(r"^speed: [\d.]+ images/s, so training takes about ", text, re.MULTILINE)
     assert "Epoch [1 / 1] (2 iterations)" in text and "Test on 2 images" in text
 
 
