@@ -40,14 +40,24 @@ for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
         config=config, generator=generator,
         discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt, ema_generator=ema,
         global_batch=8, strategy=strategy)
+    trainable = generator.trainable_weights + discriminator.trainable_weights
+    before = np.concatenate([w.numpy().ravel() for w in trainable])
     data = strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensor_slices((images, masks)).batch(8))
     losses = step(*next(iter(data)))
     results[name] = {"replicas": strategy.num_replicas_in_sync,
                      "losses": {k: float(v) for k, v in losses.items()},
-                     "weights": [w.numpy().ravel()[:50].tolist()
-                                 for w in generator.weights + discriminator.weights]}
-print(json.dumps(results))
+                     "update": np.concatenate([w.numpy().ravel() for w in trainable]) - before,
+                     "others": np.concatenate([w.numpy().ravel() for w in
+                                               generator.non_trainable_weights
+                                               + discriminator.non_trainable_weights])}
+one, two = results["one"], results["two"]
+print(json.dumps({
+    "replicas": [one["replicas"], two["replicas"]], "losses": [one["losses"], two["losses"]],
+    "update_difference": float(np.linalg.norm(two["update"] - one["update"])
+                               / np.linalg.norm(one["update"])),
+    "others_difference": float(np.max(np.abs(two["others"] - one["others"])
+                                      / np.maximum(np.abs(one["others"]), 1e-12)))}))
 """
 
 
@@ -57,12 +67,20 @@ def test_two_replicas_give_the_same_step_as_one_device():
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    one, two = result["one"], result["two"]
-    assert (one["replicas"], two["replicas"]) == (1, 2)
-    for name in one["losses"]:
-        np.testing.assert_allclose(two["losses"][name], one["losses"][name], rtol=1e-4)
-    for a, b in zip(one["weights"], two["weights"]):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    assert result["replicas"] == [1, 2]
+    # The losses are means of a few thousand float32 terms summed in another order across
+    # two replicas: a few ulps apart (measured: 1e-7 relative).
+    one, two = result["losses"]
+    for name in one:
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-5)
+    # Adam's first step moves each weight by lr * g / (|g| + eps), and most gradients of a
+    # fresh network are within a few eps of 0: there, a summation-order ulp changes a single
+    # weight's step by up to 4 % of lr (measured on TensorFlow's own kernels,
+    # TF_ENABLE_ONEDNN_OPTS=0). The update as a whole moves by 1e-4 of its norm there
+    # (3e-7 with oneDNN), while a dropped replica or a doubled gradient moves it by 84 %.
+    assert result["update_difference"] < 1e-3, result
+    # the spectral-norm vectors (the power iteration's state) follow the same weights
+    assert result["others_difference"] < 1e-5, result
 
 
 def _free_ports(n):
