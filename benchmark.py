@@ -1,8 +1,9 @@
-"""Measures data preparation, the train step, an epoch, test inference and peak memory, and
-prints one table of min / median / max over repeats.
+"""Measures data preparation, the train step (on this CPU and in the AVX2 class, with oneDNN
+on and off), an epoch, test inference and peak memory, and prints one table of min / median
+/ max over repeats, then the train step's top op types.
 
-    python benchmark.py            # about 15 minutes on 2 CPU cores
-    python benchmark.py --quick    # under 3 minutes: fewer repeats and images, same rows
+    python benchmark.py            # about 20 minutes on 2 CPU cores
+    python benchmark.py --quick    # about 6 minutes: fewer repeats and images, same rows
 
 Its input is a folder of synthetic 512x512 face JPEGs that it writes itself and keeps, with
 its caches, in --dir between runs. TensorFlow's precision policy is global, so every
@@ -27,7 +28,6 @@ import numpy as np
 import psutil
 import tensorflow as tf
 from PIL import Image
-from tensorflow.python.util import _pywrap_util_port
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import datamanager
@@ -211,7 +211,7 @@ def child_train_step(precision, settings):
                   for _ in range(repeats)]
     compute_dtype = tf.keras.mixed_precision.global_policy().compute_dtype
     return {"policy": policy, "compute_dtype": compute_dtype, "step": step_rates,
-            "onednn": _pywrap_util_port.IsMklEnabled(),
+            "onednn": devices.onednn_enabled(),
             "test": test_rates, "flops": training_flops(generator, discriminator),
             "ceiling": matmul_gflops(compute_dtype, repeats)}
 
@@ -437,7 +437,7 @@ def epoch_rows(result, faces):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer repeats and images (< 3 min)")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and images (about 6 min)")
     p.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "context_encoder_bench"),
                    help="where the JPEGs and caches are kept between runs")
     p.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)

@@ -3,6 +3,7 @@ tf.distribute strategy, and which process of a cluster writes the outputs."""
 import os
 
 import tensorflow as tf
+from tensorflow.python.util import _pywrap_util_port
 
 # What the speed depends on (README, Performance): the names /proc/cpuinfo gives them.
 CPU_FEATURES = {"AVX2": "avx2", "FMA": "fma", "AVX-512": "avx512f", "AVX512-BF16": "avx512_bf16",
@@ -24,9 +25,20 @@ def cpu_features():
     return name, {feature: flag in flags for feature, flag in CPU_FEATURES.items()}
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels (tf_environment.py turns them on)."""
+    return _pywrap_util_port.IsMklEnabled()
+
+
 def _cpu_has_bfloat16():
+    """Whether bfloat16 is fast here: the CPU has AVX512-BF16 or AMX, and oneDNN, whose
+    kernels use them, is on and not limited below them (ONEDNN_MAX_CPU_ISA=AVX2, the
+    benchmark's AVX2 class, cannot run bfloat16 convolutions at all)."""
     _, features = cpu_features()
-    return features.get("AVX512-BF16", False) or features.get("AMX", False)
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    unlimited = limit in ("ALL", "DEFAULT") or any(isa in limit for isa in ("BF16", "AMX", "AVX10"))
+    has_bfloat16 = features.get("AVX512-BF16", False) or features.get("AMX", False)
+    return has_bfloat16 and unlimited and onednn_enabled()
 
 
 def configure_devices(gpus=None, mixed_precision=False):

@@ -47,7 +47,10 @@ def parse_args(argv=None):
                         "(default: the centred square); for photos that are not face crops")
     p.add_argument("--output", default=None,
                    help="inpaint: where the restored photos go (default: <out_dir>/inpainted)")
-    p.add_argument("--epoch", type=int, default=DEFAULTS.epoch, help="training epochs")
+    p.add_argument("--epoch", type=int, default=DEFAULTS.epoch,
+                   help="training epochs; to fit a time budget, start the run: in its first "
+                        "minute it prints its training time and the --epoch that fits 15 "
+                        "minutes (epochs x seconds per epoch = the training time)")
     p.add_argument("--batch", type=int, default=DEFAULTS.batch, help="global batch size")
     p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate")
     p.add_argument("--beta1", type=float, default=DEFAULTS.beta1, help="Adam beta1")
