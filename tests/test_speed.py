@@ -73,3 +73,14 @@ def test_estimate_waits_for_the_warm_up_and_prints_once(monkeypatch):
     assert printed.lines[0].startswith("speed: 32.0 images/s, so training takes about 30 s ")
     estimate.on_epoch_end(printed)
     assert len(printed.lines) == 1
+
+
+@pytest.mark.parametrize("env", [{"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}])
+def test_no_bfloat16_where_onednn_cannot_run_it(env):
+    """oneDNN limited to AVX2 has no bfloat16 convolutions, and TensorFlow's own kernels
+    only emulate it: both train in float32 whatever the CPU."""
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import run, devices; print(devices.configure_devices(None, mixed_precision=True)[1])"],
+        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "float32"
