@@ -30,7 +30,7 @@ def onednn_enabled():
     return _pywrap_util_port.IsMklEnabled()
 
 
-def _cpu_has_bfloat16():
+def bfloat16_is_fast():
     """Whether bfloat16 is fast here: the CPU has AVX512-BF16 or AMX, and oneDNN, whose
     kernels use them, is on and not limited below them (ONEDNN_MAX_CPU_ISA=AVX2, the
     benchmark's AVX2 class, cannot run bfloat16 convolutions at all)."""
@@ -61,7 +61,7 @@ def configure_devices(gpus=None, mixed_precision=False):
     if mixed_precision:
         if visible:
             policy = "mixed_float16"
-        elif _cpu_has_bfloat16():
+        elif bfloat16_is_fast():
             policy = "mixed_bfloat16"
     tf.keras.mixed_precision.set_global_policy(policy)
     if "TF_CONFIG" in os.environ:

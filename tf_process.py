@@ -375,7 +375,8 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
     steps_per_epoch = len(train_idx) // config.batch
     if int(ckpt.epoch) == 0 and int(ckpt.step_in_epoch) == 0:
         monitor.write_grid(0)
-    elif resume:  # the pictures the stopped run may not have finished
+    elif resume and int(ckpt.step_in_epoch) == 0:
+        # stopped at an epoch's end, perhaps before that epoch's pictures were drawn
         monitor.draw(int(ckpt.epoch))
 
     estimate = outputs.Estimate(config.batch, steps_per_epoch, config.epoch, global_step(),

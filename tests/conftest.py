@@ -1,12 +1,16 @@
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-import run
+import devices
+import run  # first of the project: it sets TensorFlow's environment (tf_environment.py)
 import synthetic_faces
 
 
@@ -32,3 +36,18 @@ def trained_run(tmp_path_factory, face_folder):
                      "--train_mask", "center"])
     assert code == 0
     return out
+
+
+def with_bfloat16_kernels(check):
+    """Runs check() where bfloat16 ops have kernels: in this process, unless oneDNN is on
+    without bfloat16 (an AVX2-only CPU, or ONEDNN_MAX_CPU_ISA=AVX2), which has no bfloat16
+    convolutions; then in a child process with TensorFlow's own kernels, which emulate
+    bfloat16 on any CPU. Mixed precision's code path is what is tested, not its speed."""
+    if devices.bfloat16_is_fast() or not devices.onednn_enabled():
+        check()
+        return
+    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]; "
+            f"import {check.__module__} as tests; tests.{check.__name__}()")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"},
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import with_bfloat16_kernels
 
 import neuralnet
 import run
@@ -89,6 +90,10 @@ def test_smooth_upsampling_interpolates_instead_of_copying_blocks():
 
 
 def test_discriminator_logits_stay_float32_under_mixed_precision():
+    with_bfloat16_kernels(check_discriminator_logits_under_bfloat16)
+
+
+def check_discriminator_logits_under_bfloat16():
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         model = neuralnet.Discriminator(32, local=True, spectral_norm=True)

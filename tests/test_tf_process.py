@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import with_bfloat16_kernels
 from PIL import Image
 
 import datamanager
@@ -166,6 +167,10 @@ def test_console_written_to_a_file_is_plain(tmp_path):
 
 
 def test_every_lever_trains_under_mixed_precision():
+    with_bfloat16_kernels(check_every_lever_under_bfloat16)
+
+
+def check_every_lever_under_bfloat16():
     config = tf_process.TrainConfig(img_size=32, upsample="nearest", mask_channel=True, skip=True,
                                     band=4,
                                     feather=True, local_d=True, spectral_norm=True,
