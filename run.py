@@ -103,7 +103,8 @@ def parse_args(argv=None):
                    help="where decoded images are cached (default: <out_dir>/cache)")
     p.add_argument("--mixed_precision", action=argparse.BooleanOptionalAction, default=True,
                    help="mixed_float16 with loss scaling on GPUs, mixed_bfloat16 on CPUs with "
-                        "AVX512-BF16/AMX; the output layers and losses stay float32")
+                        "AVX512-BF16/AMX when oneDNN runs; the output layers and losses stay "
+                        "float32")
     p.add_argument("--xla", action="store_true", help="compile the train step with XLA")
     p.add_argument("--gpus", type=_indices, default=None,
                    help="comma-separated GPU indices to use, e.g. 0,1 (default: all visible)")
