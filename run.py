@@ -223,8 +223,7 @@ def write_failure(error, args, argv):
         return f"could not write {what}: {error.strerror}; the last good checkpoint is kept"
     if args.mode == "test":
         after = f"run the same command again: python {shlex.join([sys.argv[0], *argv])}"
-    elif tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints")):
-        latest = tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
+    elif latest := tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints")):
         after = f"continue from the last good checkpoint, {latest}, with: {resume_command(argv)}"
     else:
         after = f"start again (no checkpoint yet): python {shlex.join([sys.argv[0], *argv])}"
@@ -295,7 +294,7 @@ def main(argv=None):
     if args.mode == "inpaint":
         return inpaint_photos(args)
     with contextlib.ExitStack() as held:
-        if devices.is_chief():  # the other workers of a cluster write nothing there
+        if devices.is_chief():  # the other workers of a cluster write no run files there
             try:
                 held.enter_context(run_folder.lock(args.out_dir))
             except run_folder.FolderBusy as busy:

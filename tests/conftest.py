@@ -38,6 +38,17 @@ def trained_run(tmp_path_factory, face_folder):
     return out
 
 
+@pytest.fixture(scope="session")
+def straight_run(face_folder, tmp_path_factory):
+    """A two-epoch training run that nothing interrupted: what stopped and resumed runs of
+    the same command must end identical to."""
+    out = str(tmp_path_factory.mktemp("straight"))
+    assert run.main(["--data_dir", face_folder, "--out_dir", out, "--mode", "train", "--epoch",
+                     "2", "--img_size", "32", "--batch", "4", "--test_ratio", "0.25", "--lr",
+                     "1e-3"]) == 0
+    return out
+
+
 def with_bfloat16_kernels(check):
     """Runs check() where bfloat16 ops have kernels: in this process, unless oneDNN is on
     without bfloat16 (an AVX2-only CPU, or ONEDNN_MAX_CPU_ISA=AVX2), which has no bfloat16

@@ -225,21 +225,20 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(one_epoch_run, face_fo
     assert code == 2 and "no checkpoint" in _error_line(err)
 
 
-def test_resume_gives_the_same_weights_as_one_long_run(face_folder, tmp_path):
+def test_resume_gives_the_same_weights_as_one_long_run(face_folder, straight_run, tmp_path):
     common = ["--data_dir", face_folder, "--mode", "train", *SMALL]
-    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
-    assert run.main([*common, "--out_dir", straight, "--epoch", "4"]) == 0
-    assert run.main([*common, "--out_dir", split, "--epoch", "2"]) == 0
-    assert run.main([*common, "--out_dir", split, "--epoch", "4", "--resume"]) == 0
-    a, b = _weights(straight), _weights(split)
+    split = str(tmp_path / "split")
+    assert run.main([*common, "--out_dir", split, "--epoch", "1"]) == 0
+    assert run.main([*common, "--out_dir", split, "--epoch", "2", "--resume"]) == 0
+    a, b = _weights(straight_run), _weights(split)
     assert a.keys() == b.keys() and len(a) > 50
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5, err_msg=name)
     # the history continues instead of restarting
     rows = outputs.read_csv(os.path.join(split, "metrics.csv"))
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in rows] == [1, 2]
     steps = [r["step"] for r in outputs.read_csv(os.path.join(split, "train_loss.csv"))]
-    assert steps == list(range(1, 4 * (27 // 4) + 1))
+    assert steps == list(range(1, 2 * (27 // 4) + 1))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(one_epoch_run, face_folder,

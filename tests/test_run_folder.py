@@ -113,15 +113,7 @@ def test_a_torn_last_csv_line_is_dropped(tmp_path):
 
 # ----------------------------------------------------------------------------- a full disk
 
-@pytest.fixture(scope="module")
-def straight_run(face_folder, tmp_path_factory):
-    """The two-epoch run the interrupted runs below must end up identical to."""
-    out = str(tmp_path_factory.mktemp("straight"))
-    assert run.main(["--data_dir", face_folder, "--out_dir", out, *TWO_EPOCHS]) == 0
-    return out
-
-
-TWO_EPOCHS = ["--mode", "train", "--epoch", "2", *SMALL]
+TWO_EPOCHS = ["--mode", "train", "--epoch", "2", *SMALL]  # conftest's straight_run
 SECOND_CHECKPOINT = 2 * (27 // 4)  # 27 training faces, batch 4
 
 
