@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import datamanager
@@ -108,3 +109,11 @@ def test_test_batches_are_in_file_order(face_folder, tmp_path):
     assert [len(x) for x, _ in batches] == [4, 4, 1]
     stacked = np.concatenate([x.numpy() for x, _ in batches])
     assert np.array_equal(stacked, images.read(test))
+
+
+@pytest.mark.parametrize("kind", ["random", "facemask"])
+def test_growing_a_hole_by_one_pixel_k_times_is_one_chessboard_dilation_by_k(kind):
+    masks = datamanager.make_masks(kind, 8, 64, [3, 4])
+    for pixels in (1, 4, 9):
+        one_pool = tf.nn.max_pool2d(masks, 2 * pixels + 1, 1, "SAME")
+        np.testing.assert_array_equal(datamanager.grow(masks, pixels).numpy(), one_pool.numpy())
