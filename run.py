@@ -221,12 +221,13 @@ def write_failure(error, args, argv):
     what = error.filename or args.out_dir
     if not run_folder.no_space(error):
         return f"could not write {what}: {error.strerror}; the last good checkpoint is kept"
+    same_command = f"python {shlex.join([sys.argv[0], *argv])}"
     if args.mode == "test":
-        after = f"run the same command again: python {shlex.join([sys.argv[0], *argv])}"
+        after = f"run the same command again: {same_command}"
     elif latest := tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints")):
         after = f"continue from the last good checkpoint, {latest}, with: {resume_command(argv)}"
     else:
-        after = f"start again (no checkpoint yet): python {shlex.join([sys.argv[0], *argv])}"
+        after = f"start again (no checkpoint yet): {same_command}"
     return f"could not write {what}: no space left on device; free some space, then {after}"
 
 
