@@ -19,7 +19,8 @@ from synthetic_faces import synthetic_face
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff")
 CACHE_VERSION = 1  # bump when decoding changes, so stale caches are never reused
-MASKS = ("center", "random", "facemask")
+MASKS = ("center", "random", "facemask", "mixed")
+FACEMASK_SHARE = 0.25  # of the "mixed" training holes; the rest are random boxes
 
 
 class DataError(Exception):
@@ -280,6 +281,11 @@ def make_masks(kind, batch, size, seed):
         corner = tf.cast(u[:2] * (size // 2), tf.int32)
         sides = size // 4 + tf.cast(u[2:] * (size // 2 - size // 4 + 1), tf.int32)
         return _box_mask(corner[0], corner[1], sides[0], sides[1], size)
+    if kind == "mixed":
+        boxes = make_masks("random", batch, size, seed)
+        wears_mask = tf.random.stateless_uniform(
+            [batch, 1, 1, 1], tf.random.experimental.stateless_fold_in(seed, 1)) < FACEMASK_SHARE
+        return tf.where(wears_mask, make_masks("facemask", batch, size, seed), boxes)
     raise ValueError(f"unknown mask {kind!r}; choose one of {MASKS}")
 
 

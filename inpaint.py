@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 import datamanager
 import outputs
 import tf_process
+from poisson_blend import poisson_blend
 
 MASK_SUFFIX = "_mask"  # LaMa's convention: photo.jpg's hole is photo_mask.png beside it
 MAX_HOLE = 0.75  # of the crop: beyond it too little context is left to restore from
@@ -144,17 +145,14 @@ def plan(job, config, crop=None, hole_kind=None, seed=0):
                 model_hole.astype(np.float32)[..., None])
 
 
-def paste(plan_, restored, config):
+def paste(plan_, restored, config, poisson=False):
     """The photo with the restoration blended in at full resolution, in the photo's mode.
 
-    The blend weights are the training composite's at the model's side, resized to the crop:
-    1 in the hole, fading across the band, exactly 0 elsewhere, so every other pixel keeps
-    its bytes."""
+    Feathered: the blend weights are the training composite's at the model's side, resized
+    to the crop: 1 in the hole, fading across the band, exactly 0 elsewhere. Poisson: the
+    restoration's gradients solved into the hole at the photo's resolution. Either way every
+    other pixel keeps its bytes."""
     left, top, side = plan_.crop
-    alpha = np.asarray(tf_process.composite_weights(tf.constant(plan_.model_hole[None]),
-                                                    config))[0, ..., 0]
-    alpha = np.asarray(Image.fromarray(alpha).resize((side, side), Image.Resampling.BILINEAR))
-    alpha = np.maximum(alpha, plan_.hole)[..., None]
     fill = Image.fromarray(outputs.to_uint8(restored)).resize((side, side),
                                                              Image.Resampling.LANCZOS)
     pixels = np.array(plan_.image)
@@ -164,8 +162,16 @@ def paste(plan_, restored, config):
     fill = np.asarray(fill, np.float32).reshape(side, side, channels)
     region = pixels[top:top + side, left:left + side]
     colour = region.reshape(side, side, -1)[..., :channels].astype(np.float32)
-    blended = np.clip(np.rint(colour * (1.0 - alpha) + fill * alpha), 0, 255).astype(np.uint8)
-    changed = alpha[..., 0] > 0
+    if poisson:
+        blended, changed = poisson_blend(colour, fill, plan_.hole), plan_.hole
+    else:
+        alpha = np.asarray(tf_process.composite_weights(tf.constant(plan_.model_hole[None]),
+                                                        config))[0, ..., 0]
+        alpha = np.asarray(Image.fromarray(alpha).resize((side, side),
+                                                         Image.Resampling.BILINEAR))
+        alpha = np.maximum(alpha, plan_.hole)[..., None]
+        blended, changed = colour * (1.0 - alpha) + fill * alpha, alpha[..., 0] > 0
+    blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     if pixels.ndim == 2:
         region[changed] = blended[changed][:, 0]
     else:
@@ -173,7 +179,7 @@ def paste(plan_, restored, config):
     return Image.fromarray(pixels)
 
 
-def inpaint(restore, config, jobs, out_dir, crop=None, hole_kind=None, seed=0):
+def inpaint(restore, config, jobs, out_dir, crop=None, hole_kind=None, seed=0, poisson=False):
     """Restores every job's photo and writes NAME.png and NAME_compare.png under out_dir.
     Every photo is read and checked before anything is written, so a bad mask or flag
     stops the run with nothing half-done. Returns the count of photos restored."""
@@ -198,7 +204,7 @@ def inpaint(restore, config, jobs, out_dir, crop=None, hole_kind=None, seed=0):
         _, _, restored, _ = restore(np.stack([p.model_input for _, p in chunk]),
                                     np.stack([p.model_hole for _, p in chunk]))
         for (job, p), fill in zip(chunk, restored.numpy()):
-            result = paste(p, fill, config)
+            result = paste(p, fill, config, poisson)
             path = _output_path(out_dir, job.name)
             outputs.save_photo(result, path)
             outputs.save_comparison([p.image, _masked(p), result],

@@ -177,3 +177,60 @@ def _judge(x, prefix, spectral_norm):
     # unless told.
     dense = layers.SpectralNormalization(dense, dtype="float32") if spectral_norm else dense
     return dense(x), stages
+
+
+# ----------------------------------------------------------------------------- dilated design
+# The second design: the generator never squeezes the picture below 1/8 of its side, and a
+# trunk of dilated convolutions there sees the whole hole and its context (Iizuka et al. 2017;
+# Yu et al. 2019); the discriminator judges patches, not the whole picture (Isola et al. 2017).
+
+ARCHS = ("original", "dilated")
+DILATIONS = (1, 2, 4, 8)  # at 1/8 of the side: a receptive field of 31 cells, the whole map
+TRUNK_FILTERS = 192
+
+
+def DilatedGenerator(img_size=128, channels=3):
+    """Masked image and hole (4 channels) in [0, 1] -> full restored image in [0, 1].
+
+    Stride-2 3x3 convolutions take the side to 1/8 (16x16 at 128); residual blocks of
+    dilated 3x3 convolutions (dilations DILATIONS) carry the context across the hole; three
+    nearest-resize 3x3 convolutions bring the side back."""
+    _check_size(img_size)
+    masked = layers.Input((img_size, img_size, channels + 1), name="masked")
+    x = _conv(32, "g_in")(masked)
+    for filters in (64, 128, TRUNK_FILTERS):
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="elu",
+                          kernel_initializer=_initializer(), name=f"g_down{filters}")(x)
+    for dilation in DILATIONS:
+        y = layers.Conv2D(TRUNK_FILTERS, 3, padding="same", dilation_rate=dilation,
+                          activation="elu", kernel_initializer=_initializer(),
+                          name=f"g_dilated{dilation}")(x)
+        x = layers.Add(name=f"g_residual{dilation}")([x, y])
+    for filters in (96, 48, 24):
+        x = layers.UpSampling2D(2, name=f"g_up{filters}_resize")(x)
+        x = _conv(filters, f"g_up{filters}")(x)
+    restored = _conv(channels, "g_output", activation="sigmoid", dtype="float32")(x)
+    return tf.keras.Model(masked, restored, name="generator")
+
+
+PATCH_FILTERS = (32, 64, 128)
+
+
+def PatchDiscriminator(img_size=128, channels=3):
+    """Image in [0, 1] -> {"logits": one real/fake logit per 8x8 patch, [batch, side/8,
+    side/8, 1], "features": each stage's output}. Spectrally normalised stride-2 4x4
+    convolutions (DeepFill v2): each logit sees a 46-pixel window."""
+    _check_size(img_size)
+    image = layers.Input((img_size, img_size, channels), name="image")
+    x, features = image, []
+    for filters in PATCH_FILTERS:
+        x = layers.SpectralNormalization(layers.Conv2D(
+            filters, 4, strides=2, padding="same", kernel_initializer=_initializer(),
+            name=f"d_patch{filters}"))(x)
+        x = layers.LeakyReLU(0.2, name=f"d_patch{filters}_act")(x)
+        features.append(x)
+    logits = layers.SpectralNormalization(layers.Conv2D(
+        1, 3, padding="same", kernel_initializer=_initializer(), name="d_logits"),
+        dtype="float32")(x)
+    return tf.keras.Model(image, {"logits": logits, "features": features},
+                          name="discriminator")

@@ -47,6 +47,13 @@ def parse_args(argv=None):
                         "(default: the centred square); for photos that are not face crops")
     p.add_argument("--output", default=None,
                    help="inpaint: where the restored photos go (default: <out_dir>/inpainted)")
+    p.add_argument("--arch", choices=neuralnet.ARCHS, default=DEFAULTS.arch,
+                   help="original: the seed's context encoder and whole-picture discriminator; "
+                        "dilated: a dilated-convolution generator at 1/8 of the side and a "
+                        "patch discriminator")
+    p.add_argument("--poisson", action=argparse.BooleanOptionalAction, default=True,
+                   help="test and inpaint: blend the restoration into the photo in the gradient "
+                        "domain (an exact Poisson solve; the test also scores the other way)")
     p.add_argument("--epoch", type=int, default=DEFAULTS.epoch,
                    help="training epochs; to fit a time budget, start the run: in its first "
                         "minute it prints its training time and the --epoch that fits 15 "
@@ -174,7 +181,7 @@ def _indices(text):
 def train_config(args):
     """The training settings the library takes, from the flags."""
     return tf_process.TrainConfig(
-        img_size=args.img_size, upsample=args.upsample, mask_channel=args.mask_channel,
+        img_size=args.img_size, arch=args.arch, upsample=args.upsample, mask_channel=args.mask_channel,
         skip=args.skip,
         band=args.band, overlap_weight=args.overlap_weight, feather=args.feather,
         local_d=args.local_d, spectral_norm=args.spectral_norm,
@@ -201,7 +208,7 @@ def inpaint_photos(args):
         generator = tf_process.build_generator(config)
         tf_process.load_trained_generator(args.out_dir, generator, config.img_size)
         inpaint.inpaint(tf_process.make_restore(generator, config), config, jobs, output,
-                        args.crop, args.hole, args.seed)
+                        args.crop, args.hole, args.seed, args.poisson)
     except (inpaint.InpaintError, datamanager.DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -259,7 +266,7 @@ def train_and_test(args, argv):
             tf_process.train(config, args.out_dir, images, train_idx, test_idx,
                              generator, discriminator, strategy, resume=args.resume)
         if args.mode in ("train_test", "test") and devices.is_chief():
-            tf_process.test(config, args.out_dir, images, test_idx, generator)
+            tf_process.test(config, args.out_dir, images, test_idx, generator, args.poisson)
     except (datamanager.DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

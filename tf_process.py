@@ -17,6 +17,7 @@ import losses
 import neuralnet
 import outputs
 import references
+from poisson_blend import poisson_blend
 import run_folder
 from devices import is_chief
 
@@ -28,6 +29,7 @@ class TrainConfig:
     """How to train: run.py fills it from the flags; tests and benchmark.py build it
     directly. The defaults are run.py's."""
     img_size: int = 128
+    arch: str = "dilated"  # one of neuralnet.ARCHS
     # The recipe below is what the ablation in the README found best within the default run's
     # 15-minute CPU budget; the README gives the command line of the original's recipe.
     upsample: str = "nearest"  # the decoder's 2x upsampling: one of neuralnet.UPSAMPLING
@@ -85,11 +87,15 @@ def band_pixels(config):
 
 
 def build_generator(config):
+    if config.arch == "dilated":
+        return neuralnet.DilatedGenerator(config.img_size)
     return neuralnet.Generator(config.img_size, upsample=config.upsample,
                                mask_channel=config.mask_channel, skip=config.skip)
 
 
 def build_discriminator(config):
+    if config.arch == "dilated":
+        return neuralnet.PatchDiscriminator(config.img_size)
     return neuralnet.Discriminator(config.img_size, local=config.local_d,
                                    spectral_norm=config.spectral_norm)
 
@@ -121,7 +127,8 @@ def discriminator_input(images, masks, config):
 
 
 def generator_input(masked, masks, config):
-    return tf.concat([masked, masks], -1) if config.mask_channel else masked
+    with_mask = config.mask_channel or config.arch == "dilated"
+    return tf.concat([masked, masks], -1) if with_mask else masked
 
 
 def composite_weights(masks, config):
@@ -181,9 +188,13 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
             if config.fm_weight:
                 fit += config.fm_weight * losses.feature_matching_loss(real["features"],
                                                                        fake["features"])
-            adv = losses.generator_adversarial_loss(fake["logits"])
+            # Patch logits: only the patches that show the hole are the composite's own.
+            weights = (losses.hole_patches(masks, fake["logits"])
+                       if config.arch == "dilated" else None)
+            adv = losses.generator_adversarial_loss(fake["logits"], weights)
             per_image = {"rec": rec, "adv": adv, "total": fit + config.adv_weight * adv,
-                         "disc": losses.discriminator_loss(real["logits"], fake["logits"])}
+                         "disc": losses.discriminator_loss(real["logits"], fake["logits"],
+                                                           weights)}
             means = {name: tf.nn.compute_average_loss(value, global_batch_size=global_batch)
                      for name, value in per_image.items()}
         # scale_loss is the identity except under float16 loss scaling.
@@ -226,11 +237,22 @@ def _add_metrics(totals, images, filled, masks):
         totals[name] = totals.get(name, 0.0) + float(tf.reduce_sum(values))
 
 
-def evaluate(restore, dataset, on_batch=None):
-    """Mean metrics of the model's composite over a test dataset, and the image count."""
+def poisson_composite(images, restored, masks):
+    """The restoration blended into each image's context in the gradient domain."""
+    holes = np.asarray(masks)[..., 0] > 0.5
+    return tf.constant(np.stack([poisson_blend(image, fill, hole) for image, fill, hole
+                                 in zip(np.asarray(images), np.asarray(restored), holes)]),
+                       tf.float32)
+
+
+def evaluate(restore, dataset, on_batch=None, poisson=False):
+    """Mean metrics of the model's composite (with `poisson`, Poisson-blended instead) over
+    a test dataset, and the image count."""
     totals, count = {}, 0
     for image_batch, masks in dataset:
-        images, masked, _, composite = restore(image_batch, masks)
+        images, masked, restored, composite = restore(image_batch, masks)
+        if poisson:
+            composite = poisson_composite(images, restored, masks)
         _add_metrics(totals, images, composite, masks)
         if on_batch:
             on_batch(count, images, masked, composite)
@@ -445,9 +467,10 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
         monitor.close()
 
 
-def test(config, out_dir, images, test_idx, generator):
+def test(config, out_dir, images, test_idx, generator, poisson=True):
     """Restores the latest checkpoint's averaged generator, writes test/%08d.png and
-    test_metrics.json, and scores the model against the training-free references."""
+    test_metrics.json, and scores the model against the training-free references, with and
+    without Poisson blending (`poisson`: which one the pictures show and the headline is)."""
     latest, progress = load_trained_generator(out_dir, generator, config.img_size)
     os.makedirs(os.path.join(out_dir, "test"), exist_ok=True)
 
@@ -460,14 +483,18 @@ def test(config, out_dir, images, test_idx, generator):
     data = datamanager.test_dataset(images, test_idx, config.batch, config.test_mask)
     restore(*next(iter(data)))  # trace outside the timed loop
     start = time.perf_counter()
-    model, count = evaluate(restore, data, write_images)
+    model, count = evaluate(restore, data, write_images, poisson)
     seconds = time.perf_counter() - start
+    other, _ = evaluate(restore, data, poisson=not poisson)
     scores = evaluate_references(data)
     best = best_reference(scores)
     train_seconds, train_images = float(progress["train_seconds"]), int(progress["train_images"])
     result = {
         "checkpoint": latest, "images": count, "mask": config.test_mask,
-        "model": model, "references": scores, "best_reference": best,
+        "poisson": poisson, "model": model,
+        # the same restorations composed the other way
+        "model_without_poisson" if poisson else "model_with_poisson": other,
+        "references": scores, "best_reference": best,
         "timing": {"train_seconds": train_seconds, "train_images": train_images,
                    # None for a checkpoint that does not record the images it trained on
                    "train_images_per_second": train_images / train_seconds
@@ -476,12 +503,16 @@ def test(config, out_dir, images, test_idx, generator):
     }
     run_folder.write_text(os.path.join(out_dir, "test_metrics.json"), json.dumps(result, indent=2))
     ref = scores[best]
-    print(f"Test on {count} images ({config.test_mask} hole), model vs the best training-free "
+    composite = "Poisson-blended" if poisson else "composed as trained"
+    print(f"Test on {count} images ({config.test_mask} hole, {composite}), model vs the best training-free "
           f"fill ({best}): hole PSNR {model['hole_psnr']:.2f} vs {ref['hole_psnr']:.2f} dB "
           f"({model['hole_psnr'] - ref['hole_psnr']:+.2f}); hole L1 {model['hole_l1']:.1f} vs "
           f"{ref['hole_l1']:.1f}; seam {model['seam']:.2f} vs {ref['seam']:.2f}; detail "
           f"{model['detail']:.2f} vs {ref['detail']:.2f}; SSIM {model['ssim']:.4f} vs "
           f"{ref['ssim']:.4f}; Rec {model['rec']:.2f} vs {ref['rec']:.2f}")
+    print(f"{'Without' if poisson else 'With'} Poisson blending: hole PSNR "
+          f"{other['hole_psnr']:.2f} dB, hole L1 {other['hole_l1']:.1f}, seam "
+          f"{other['seam']:.2f}, detail {other['detail']:.2f}")
     if result["timing"]["train_images_per_second"]:
         print(f"Training time {train_seconds:.0f} s "
               f"({result['timing']['train_images_per_second']:.1f} images/s); "

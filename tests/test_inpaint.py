@@ -53,7 +53,8 @@ def test_restores_a_600x450_photo_inside_the_hole_only(trained_run, tmp_path, ca
     photo = _photo(tmp_path / "face.png")
     hole = _mask(tmp_path / "face_mask.png", (600, 450), BOX, mask_mode)
     code, out, err = _inpaint(capsys, trained_run, "--input", photo, "--mask",
-                              tmp_path / "face_mask.png", "--output", tmp_path / "out")
+                              tmp_path / "face_mask.png", "--output", tmp_path / "out",
+                              "--no-poisson")
     assert code == 0, err
     assert "restored" in out and "1 photo(s) restored" in out
     before = np.asarray(Image.open(photo))
@@ -77,6 +78,25 @@ def test_restores_a_600x450_photo_inside_the_hole_only(trained_run, tmp_path, ca
         assert compare.size == (3 * 600 + 2 * 8, 450)
         masked = np.asarray(compare)[:, 608:1208]
     assert masked[hole].max() == 0
+
+
+def test_poisson_changes_the_hole_alone_and_meets_the_photo_at_its_edge(trained_run, tmp_path,
+                                                                         capsys):
+    photo = _photo(tmp_path / "face.png")
+    hole = _mask(tmp_path / "face_mask.png", (600, 450), BOX)
+    code, _, err = _inpaint(capsys, trained_run, "--input", photo, "--mask",
+                            tmp_path / "face_mask.png", "--output", tmp_path / "out")
+    assert code == 0, err
+    before = np.asarray(Image.open(photo)).astype(int)
+    with Image.open(tmp_path / "out" / "face.png") as result:
+        after = np.asarray(result).astype(int)
+    changed = np.any(before != after, axis=-1)
+    assert not np.any(changed & ~hole) and changed[hole].mean() > 0.5
+    # Across the hole's top edge the step from photo to fill is the photo's own step there
+    # (the solve continues the context), within rounding and the fill's own gradient.
+    top, left, right = BOX[1], BOX[0] + 5, BOX[2] - 5
+    step = np.abs(after[top, left:right] - after[top - 1, left:right]).mean()
+    assert step < np.abs(before[top, left:right] - before[top - 1, left:right]).mean() + 6
 
 
 def test_greyscale_photo_stays_greyscale(trained_run, tmp_path, capsys):

@@ -116,3 +116,24 @@ def test_the_documented_original_recipe_builds_the_original_networks():
     assert (config.lr, config.batch, config.epoch, config.adv_weight) == (1e-4, 64, 20, 1.0)
     assert tf_process.build_generator(config).count_params() == 3_607_331
     assert tf_process.build_discriminator(config).count_params() == 1_478_033
+
+
+def test_dilated_design_parameter_counts_and_shapes():
+    generator = neuralnet.DilatedGenerator(128)
+    assert generator.count_params() == 1_861_331
+    assert neuralnet.PatchDiscriminator(128).count_params() == 166_978
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in generator.layers}
+    assert shapes["g_down192"] == (16, 16, neuralnet.TRUNK_FILTERS)  # 1/8 of the side
+    assert shapes["g_residual8"] == (16, 16, neuralnet.TRUNK_FILTERS)
+    assert shapes["g_output"] == (128, 128, 3)
+    assert generator.input_shape == (None, 128, 128, 4)  # the hole is a channel
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_dilated_design_outputs(size):
+    restored = neuralnet.DilatedGenerator(size)(tf.random.uniform([2, size, size, 4]))
+    judged = neuralnet.PatchDiscriminator(size)(restored)
+    assert restored.shape == (2, size, size, 3) and restored.dtype == tf.float32
+    assert 0.0 <= float(tf.reduce_min(restored)) and float(tf.reduce_max(restored)) <= 1.0
+    assert judged["logits"].shape == (2, size // 8, size // 8, 1)
+    assert judged["logits"].dtype == tf.float32

@@ -1,0 +1,49 @@
+"""Gradient-domain (Poisson) blending of a restoration into its photo (Perez et al. 2003, as
+GLCIC composes its fills): inside the hole the result keeps the restoration's gradients, on
+the hole's edge it meets the photo exactly, so no seam is left where fill meets context.
+
+Solved exactly, as one sparse linear system per photo (scipy's LU factorisation, shared by
+the colour channels), for any hole shape; cv2.seamlessClone would solve it too but can shift
+the patch by a pixel (opencv issues #21902, #10627)."""
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.linalg import splu
+
+NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def poisson_blend(photo, fill, hole):
+    """photo, fill: float [h, w, c]; hole: bool [h, w]. Returns the photo with the hole
+    replaced by the f that solves, at every hole pixel p with neighbours q (in the image):
+    sum_q (f_p - f_q) = sum_q (fill_p - fill_q), with f = photo outside the hole."""
+    photo = np.asarray(photo, np.float64)
+    fill = np.asarray(fill, np.float64)
+    rows, cols = np.nonzero(hole)
+    count = rows.size
+    if count == 0:
+        return photo.copy()
+    height, width = hole.shape
+    index = np.full(hole.shape, -1, np.int64)
+    index[rows, cols] = np.arange(count)
+    diagonal = np.zeros(count)
+    rhs = np.zeros((count, photo.shape[2]))
+    entries_i, entries_j = [], []
+    for dy, dx in NEIGHBOURS:
+        r, c = rows + dy, cols + dx
+        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        p, r, c = np.flatnonzero(inside), r[inside], c[inside]
+        diagonal[p] += 1.0
+        rhs[p] += fill[rows[p], cols[p]] - fill[r, c]
+        q = index[r, c]
+        unknown = q >= 0
+        entries_i.append(p[unknown])
+        entries_j.append(q[unknown])
+        known = ~unknown  # a neighbour in the context: its photo value is fixed
+        rhs[p[known]] += photo[r[known], c[known]]
+    i = np.concatenate([np.arange(count), *entries_i])
+    j = np.concatenate([np.arange(count), *entries_j])
+    values = np.concatenate([diagonal, -np.ones(i.size - count)])
+    system = coo_matrix((values, (i, j)), shape=(count, count)).tocsc()
+    result = photo.copy()
+    result[rows, cols] = splu(system).solve(rhs)
+    return result
