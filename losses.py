@@ -9,8 +9,15 @@ def reconstruction_loss(images, restored, masks):
     return tf.reduce_sum(tf.square(masks * (images - restored)), axis=[1, 2, 3])
 
 
+def absolute_error(images, restored, region):
+    """Per image: the sum of absolute errors over region [b, h, w, 1]. Its minimiser is the
+    median of what the hole could hold, where the squared error's is the mean: where a
+    feature may or may not be there, a blur is the mean and a sharp choice the median."""
+    return tf.reduce_sum(tf.abs(region * (images - restored)), axis=[1, 2, 3])
+
+
 def _per_image(values, weights):
-    """Whole-picture logits [b, n] (weights None): the sum over the n. Patch logits
+    """Whole-picture logits [b, 1] (weights None): that logit's loss. Patch logits
     [b, h, w, 1]: the mean over the patches, weighted."""
     if weights is None:
         return tf.reduce_sum(values, axis=-1)
@@ -20,8 +27,7 @@ def _per_image(values, weights):
 
 
 def discriminator_loss(real_logits, fake_logits, fake_weights=None):
-    """Per image: cross-entropy of calling real images real and composites fake, summed over
-    the discriminator's logits (whole picture, and the hole's neighbourhood if judged). With
+    """Per image: cross-entropy of calling real images real and composites fake. With
     patch logits, fake_weights marks the composite's patches that show the hole: only they are
     fake (the others show the photo itself)."""
     real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
@@ -31,8 +37,8 @@ def discriminator_loss(real_logits, fake_logits, fake_weights=None):
 
 
 def generator_adversarial_loss(fake_logits, fake_weights=None):
-    """Per image: the non-saturating GAN loss, -log D(composite), summed over the logits or
-    averaged over the patches that show the hole."""
+    """Per image: the non-saturating GAN loss, -log D(composite), of the whole-picture logit
+    or averaged over the patches that show the hole."""
     return _per_image(
         tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits),
         fake_weights)
@@ -42,29 +48,6 @@ def hole_patches(masks, logits):
     """1 for each patch logit [b, h, w, 1] whose cell of the picture shows part of the hole."""
     cell = masks.shape[1] // logits.shape[1]
     return tf.nn.max_pool2d(masks, cell, cell, "VALID")
-
-
-def edge_loss(images, restored, region):
-    """Per image: the sum over region [b, h, w, 1] of |the restoration's gradient - the
-    image's|, both directions, per channel (a gradient-difference loss, Mathieu et al. 2016).
-    It bounds the seam metric from above at the hole's rim, and unlike a squared error it
-    does not shrink an uncertain edge towards a blur."""
-    (dx, dy), (true_dx, true_dy) = central_differences(restored), central_differences(images)
-    return tf.reduce_sum(region * (tf.abs(dx - true_dx) + tf.abs(dy - true_dy)), axis=[1, 2, 3])
-
-
-def feature_matching_loss(real_features, fake_features):
-    """Per image: how far the discriminator's view of the composite is from its view of the
-    real image (Salimans et al. 2016, in pix2pixHD's per-pair form): the mean |difference|
-    of each stage's features, every stage weighing the same, so the coarse stages that see
-    the face's layout count as much as the fine ones. Scaled by the picture's pixel count,
-    as the reconstruction loss is a sum over pixels. The real side is a fixed target."""
-    total = 0.0
-    for real, fake in zip(real_features, fake_features):
-        difference = tf.abs(tf.stop_gradient(tf.cast(real, tf.float32)) - tf.cast(fake, tf.float32))
-        total += tf.reduce_mean(difference, axis=[1, 2, 3])
-    pixels = tf.cast(tf.shape(real_features[0])[1] * tf.shape(real_features[0])[2], tf.float32)
-    return pixels * total
 
 
 # ----------------------------------------------------------------------------- metrics

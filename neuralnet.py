@@ -46,10 +46,7 @@ def _conv(filters, name, activation="elu", dtype=None):
 
 def encoder(x, prefix, spectral_norm=False):
     """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool. Returns the
-    last stage's output and the list of every stage's output before its pool.
-
-    spectral_norm: each convolution's kernel is divided by its largest singular value
-    (Miyato et al. 2018), which keeps a discriminator from winning outright."""
+    last stage's output and the list of every stage's output before its pool."""
     wrap = layers.SpectralNormalization if spectral_norm else (lambda layer: layer)
     stages = []
     for stage, filters in enumerate(ENCODER_FILTERS, start=1):
@@ -91,92 +88,55 @@ def _check_size(img_size):
         raise ValueError(f"image side must be a positive multiple of {DOWNSAMPLING}, got {img_size}")
 
 
-UPSAMPLING = ("transpose", "nearest", "bilinear", "smooth")
+UPSAMPLING = ("transpose", "nearest")
 
 
 def _upsample(x, filters, name, kind):
     """2x upsampling to `filters` channels. "transpose": the original's stride-2 transposed
     3x3 convolution, whose uneven overlaps leave a checkerboard (Odena et al. 2016).
-    "nearest" or "bilinear": a 2x resize, then a 3x3 convolution: the same parameters, no
-    checkerboard, but the convolution runs at the output resolution (4x its arithmetic).
-    Nearest copies leave 2x2 blocks whose edges the generator turns into a plaid of thin
-    lines; bilinear has none, but its gradient is slow on CPUs. "smooth": the nearest
-    resize, then a 2x2 average (stride 1): linear interpolation, a quarter pixel off
-    bilinear's grid, with no blocks, at a fifth of bilinear's extra cost on this CPU."""
+    "nearest": a 2x nearest resize, then a 3x3 convolution: the same parameters, no
+    checkerboard, but the convolution runs at the output resolution (4x its arithmetic)."""
     if kind == "transpose":
         return layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="elu",
                                       kernel_initializer=_initializer(), name=f"{name}_upconv")(x)
-    x = layers.UpSampling2D(2, interpolation="nearest" if kind == "smooth" else kind,
-                            name=f"{name}_resize")(x)
-    if kind == "smooth":
-        x = layers.AveragePooling2D(2, strides=1, padding="same", name=f"{name}_smooth")(x)
+    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
     return _conv(filters, f"{name}_upconv")(x)
 
 
-def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False, skip=False):
+def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False):
     """Masked image in [0, 1] -> full restored image in [0, 1].
 
     mask_channel: the hole as a fourth input channel, so a black pixel of the photo and a
-    hidden one differ.
-    skip: U-Net skip connections (Ronneberger et al. 2015): each decoder stage also sees the
-    encoder stage of its resolution, concatenated before its second convolution, so the
-    context's edges need not pass through the 4x4 bottleneck (which the original's network
-    does not let through: its output blurs even the context it is given)."""
+    hidden one differ."""
     _check_size(img_size)
     masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
-    x, stages = encoder(masked, "g_")
+    x, _ = encoder(masked, "g_")
     x = ChannelWiseDense(name="g_channelwise_dense")(x)
     x = _conv(256, "g_dec1_conv1")(x)
     x = _conv(256, "g_dec1_conv2")(x)
     for stage, filters in enumerate(DECODER_FILTERS, start=2):
         x = _upsample(x, filters, f"g_dec{stage}", upsample)
-        if skip:
-            x = layers.Concatenate(name=f"g_dec{stage}_skip")([x, stages[-stage]])
         x = _conv(filters, f"g_dec{stage}_conv")(x)
     # The output layer stays float32 under mixed precision: losses and pictures need it.
     restored = _conv(channels, "g_output", activation="sigmoid", dtype="float32")(x)
     return tf.keras.Model(masked, restored, name="generator")
 
 
-def window_side(img_size):
-    """The side of the local discriminator's window: half the image, at least 32 pixels."""
-    return max(DOWNSAMPLING, img_size // 2)
+def Discriminator(img_size=128, channels=3, spectral_norm=False):
+    """Image in [0, 1] -> one real/fake logit per image, [batch, 1] (no sigmoid: the loss
+    takes logits).
 
-
-def Discriminator(img_size=128, channels=3, local=False, spectral_norm=False):
-    """Image in [0, 1] -> {"logits": one real/fake logit per image (no sigmoid: the loss takes
-    logits), "features": the output of each encoder stage}.
-
-    local: a second encoder, with weights of its own, judges the hole's neighbourhood (a
-    window of window_side(img_size) around it, Iizuka et al. 2017), given as a second
-    input; the model then returns two logits per image, whole picture and neighbourhood,
-    and the stages of both encoders."""
+    spectral_norm: each layer's kernel is divided by its largest singular value (Miyato et
+    al. 2018), which keeps the discriminator from winning outright."""
     _check_size(img_size)
     image = layers.Input((img_size, img_size, channels), name="image")
-    logit, features = _judge(image, "d_", spectral_norm)
-    inputs, logits = [image], [logit]
-    if local:
-        side = window_side(img_size)
-        window = layers.Input((side, side, channels), name="window")
-        inputs.append(window)
-        logit, window_features = _judge(window, "dl_", spectral_norm)
-        logits.append(logit)
-        features += window_features
-    logit = logits[0] if len(logits) == 1 else layers.Concatenate(name="d_logits",
-                                                                  dtype="float32")(logits)
-    return tf.keras.Model(inputs if local else image, {"logits": logit, "features": features},
-                          name="discriminator")
-
-
-def _judge(x, prefix, spectral_norm):
-    x, stages = encoder(x, prefix, spectral_norm)
-    x = layers.Flatten(name=f"{prefix}flatten")(x)
-    dense = layers.Dense(1, kernel_initializer=_initializer(), name=f"{prefix}logit",
-                         dtype="float32")
+    x, _ = encoder(image, "d_", spectral_norm)
+    x = layers.Flatten(name="d_flatten")(x)
+    dense = layers.Dense(1, kernel_initializer=_initializer(), name="d_logit", dtype="float32")
     # The logit stays float32 under mixed precision; a wrapper takes the policy's dtype
     # unless told.
     dense = layers.SpectralNormalization(dense, dtype="float32") if spectral_norm else dense
-    return dense(x), stages
+    return tf.keras.Model(image, dense(x), name="discriminator")
 
 
 # ----------------------------------------------------------------------------- dilated design
@@ -186,29 +146,34 @@ def _judge(x, prefix, spectral_norm):
 
 ARCHS = ("original", "dilated")
 DILATIONS = (1, 2, 4, 8)  # at 1/8 of the side: a receptive field of 31 cells, the whole map
-TRUNK_FILTERS = 192
+TRUNK_FILTERS = 128
 
 
 def DilatedGenerator(img_size=128, channels=3):
     """Masked image and hole (4 channels) in [0, 1] -> full restored image in [0, 1].
 
-    Stride-2 3x3 convolutions take the side to 1/8 (16x16 at 128); residual blocks of
-    dilated 3x3 convolutions (dilations DILATIONS) carry the context across the hole; three
-    nearest-resize 3x3 convolutions bring the side back."""
+    The original's first three encoder stages (two 3x3 convolutions, then a 2x2 max-pool)
+    take the side to 1/8 (16x16 at 128); there, instead of the original's squeeze to 4x4,
+    residual blocks of dilated 3x3 convolutions (dilations DILATIONS) carry the context across
+    the hole; the original's last three decoder stages (a nearest resize, two 3x3
+    convolutions) bring the side back."""
     _check_size(img_size)
     masked = layers.Input((img_size, img_size, channels + 1), name="masked")
-    x = _conv(32, "g_in")(masked)
-    for filters in (64, 128, TRUNK_FILTERS):
-        x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="elu",
-                          kernel_initializer=_initializer(), name=f"g_down{filters}")(x)
+    x = masked
+    for stage, filters in enumerate(ENCODER_FILTERS[:3], start=1):
+        x = _conv(filters, f"g_enc{stage}_conv1")(x)
+        x = _conv(filters, f"g_enc{stage}_conv2")(x)
+        x = layers.MaxPool2D(2, name=f"g_enc{stage}_pool")(x)
+    x = _conv(TRUNK_FILTERS, "g_trunk_in")(x)
     for dilation in DILATIONS:
         y = layers.Conv2D(TRUNK_FILTERS, 3, padding="same", dilation_rate=dilation,
                           activation="elu", kernel_initializer=_initializer(),
                           name=f"g_dilated{dilation}")(x)
         x = layers.Add(name=f"g_residual{dilation}")([x, y])
-    for filters in (96, 48, 24):
-        x = layers.UpSampling2D(2, name=f"g_up{filters}_resize")(x)
-        x = _conv(filters, f"g_up{filters}")(x)
+    for stage, filters in enumerate(DECODER_FILTERS[2:], start=4):
+        x = layers.UpSampling2D(2, name=f"g_dec{stage}_resize")(x)
+        x = _conv(filters, f"g_dec{stage}_upconv")(x)
+        x = _conv(filters, f"g_dec{stage}_conv")(x)
     restored = _conv(channels, "g_output", activation="sigmoid", dtype="float32")(x)
     return tf.keras.Model(masked, restored, name="generator")
 
@@ -217,20 +182,18 @@ PATCH_FILTERS = (32, 64, 128)
 
 
 def PatchDiscriminator(img_size=128, channels=3):
-    """Image in [0, 1] -> {"logits": one real/fake logit per 8x8 patch, [batch, side/8,
-    side/8, 1], "features": each stage's output}. Spectrally normalised stride-2 4x4
-    convolutions (DeepFill v2): each logit sees a 46-pixel window."""
+    """Image in [0, 1] -> one real/fake logit per 8x8 patch, [batch, side/8, side/8, 1].
+    Spectrally normalised stride-2 4x4 convolutions (DeepFill v2): each logit sees a
+    46-pixel window."""
     _check_size(img_size)
     image = layers.Input((img_size, img_size, channels), name="image")
-    x, features = image, []
+    x = image
     for filters in PATCH_FILTERS:
         x = layers.SpectralNormalization(layers.Conv2D(
             filters, 4, strides=2, padding="same", kernel_initializer=_initializer(),
             name=f"d_patch{filters}"))(x)
         x = layers.LeakyReLU(0.2, name=f"d_patch{filters}_act")(x)
-        features.append(x)
     logits = layers.SpectralNormalization(layers.Conv2D(
         1, 3, padding="same", kernel_initializer=_initializer(), name="d_logits"),
         dtype="float32")(x)
-    return tf.keras.Model(image, {"logits": logits, "features": features},
-                          name="discriminator")
+    return tf.keras.Model(image, logits, name="discriminator")

@@ -64,32 +64,26 @@ def parse_args(argv=None):
     p.add_argument("--beta2", type=float, default=DEFAULTS.beta2, help="Adam beta2")
     p.add_argument("--adv_weight", type=float, default=DEFAULTS.adv_weight,
                    help="weight of the generator's adversarial loss")
-    p.add_argument("--fm_weight", type=float, default=DEFAULTS.fm_weight,
-                   help="weight of the discriminator feature-matching loss (0: off)")
-    p.add_argument("--edge_weight", type=float, default=DEFAULTS.edge_weight,
-                   help="weight of the gradient-difference loss over the hole and band (0: off)")
     p.add_argument("--ema", type=float, default=DEFAULTS.ema,
                    help="decay of the moving average of generator weights used for sample "
                         "grids, metrics and test; 0 uses the last weights as they are")
     p.add_argument("--upsample", choices=neuralnet.UPSAMPLING, default=DEFAULTS.upsample,
                    help="the decoder's 2x upsampling: the original's transposed convolution, "
-                        "or a nearest or bilinear resize then a 3x3 convolution (no checkerboard); "
-                        "smooth: the nearest resize, a 2x2 average, then the convolution")
+                        "or a nearest resize then a 3x3 convolution (no checkerboard)")
     p.add_argument("--mask_channel", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.mask_channel,
                    help="give the generator the hole as a fourth input channel")
-    p.add_argument("--skip", action=argparse.BooleanOptionalAction, default=DEFAULTS.skip,
-                   help="U-Net skip connections from the generator's encoder to its decoder")
     p.add_argument("--band", type=int, default=DEFAULTS.band,
                    help="width in pixels (at 128x128, scaled with --img_size) of the band "
                         "around the hole for the overlap loss and the feathered blend; 0: none")
     p.add_argument("--overlap_weight", type=float, default=DEFAULTS.overlap_weight,
                    help="weight of the reconstruction error in the band (Pathak et al.: 10)")
+    p.add_argument("--loss", choices=("l2", "l1"), default=DEFAULTS.loss,
+                   help="the reconstruction error trained over the hole and band: l2, the "
+                        "original's squared error, or l1, the absolute error")
     p.add_argument("--feather", action=argparse.BooleanOptionalAction, default=DEFAULTS.feather,
                    help="blend the restoration into the context across the band instead of "
                         "pasting it with a hard edge")
-    p.add_argument("--local_d", action=argparse.BooleanOptionalAction, default=DEFAULTS.local_d,
-                   help="add a second discriminator that judges the hole's neighbourhood")
     p.add_argument("--spectral_norm", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.spectral_norm,
                    help="spectral normalisation in the discriminator(s)")
@@ -137,8 +131,6 @@ def check_args(args):
         (not 0 <= args.ema < 1, f"--ema {args.ema}: the decay must be in [0, 1)"),
         (args.band < 0, f"--band {args.band}: the band needs 0 or more pixels"),
         (args.overlap_weight < 0, f"--overlap_weight {args.overlap_weight}: must be 0 or more"),
-        (args.fm_weight < 0, f"--fm_weight {args.fm_weight}: must be 0 or more"),
-        (args.edge_weight < 0, f"--edge_weight {args.edge_weight}: must be 0 or more"),
     ]
     return next((message for failed, message in problems if failed), None)
 
@@ -181,13 +173,11 @@ def _indices(text):
 def train_config(args):
     """The training settings the library takes, from the flags."""
     return tf_process.TrainConfig(
-        img_size=args.img_size, arch=args.arch, upsample=args.upsample, mask_channel=args.mask_channel,
-        skip=args.skip,
-        band=args.band, overlap_weight=args.overlap_weight, feather=args.feather,
-        local_d=args.local_d, spectral_norm=args.spectral_norm,
+        img_size=args.img_size, arch=args.arch, upsample=args.upsample,
+        mask_channel=args.mask_channel, band=args.band, overlap_weight=args.overlap_weight,
+        loss=args.loss, feather=args.feather, spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
-        adv_weight=args.adv_weight, fm_weight=args.fm_weight,
-        edge_weight=args.edge_weight, ema=args.ema, train_mask=args.train_mask,
+        adv_weight=args.adv_weight, ema=args.ema, train_mask=args.train_mask,
         test_mask=args.test_mask, seed=args.seed, xla=args.xla)
 
 

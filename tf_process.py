@@ -17,9 +17,9 @@ import losses
 import neuralnet
 import outputs
 import references
-from poisson_blend import poisson_blend
 import run_folder
 from devices import is_chief
+from poisson_blend import poisson_blend
 
 SAMPLE_COUNT = 100
 
@@ -34,11 +34,10 @@ class TrainConfig:
     # 15-minute CPU budget; the README gives the command line of the original's recipe.
     upsample: str = "nearest"  # the decoder's 2x upsampling: one of neuralnet.UPSAMPLING
     mask_channel: bool = True  # the hole as a fourth input channel of the generator
-    skip: bool = False  # U-Net skip connections from the encoder to the decoder
     band: int = 4  # pixels (at 128x128) around the hole for the overlap loss and the blend
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
+    loss: str = "l2"  # the reconstruction error trained: "l2" (the original's) or "l1"
     feather: bool = True  # blend the restoration into the context across the band
-    local_d: bool = False  # a second discriminator on the hole's neighbourhood
     spectral_norm: bool = True  # spectral normalisation in the discriminator(s)
     epoch: int = 30
     batch: int = 32  # twice the original's updates per epoch: the budget allows few images
@@ -46,8 +45,6 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     adv_weight: float = 1.0
-    fm_weight: float = 0.0  # weight of the discriminator feature-matching loss
-    edge_weight: float = 0.0  # weight of the gradient-difference loss over the hole and band
     ema: float = 0.99
     train_mask: str = "random"
     test_mask: str = "center"
@@ -90,40 +87,13 @@ def build_generator(config):
     if config.arch == "dilated":
         return neuralnet.DilatedGenerator(config.img_size)
     return neuralnet.Generator(config.img_size, upsample=config.upsample,
-                               mask_channel=config.mask_channel, skip=config.skip)
+                               mask_channel=config.mask_channel)
 
 
 def build_discriminator(config):
     if config.arch == "dilated":
         return neuralnet.PatchDiscriminator(config.img_size)
-    return neuralnet.Discriminator(config.img_size, local=config.local_d,
-                                   spectral_norm=config.spectral_norm)
-
-
-def hole_windows(images, masks):
-    """The square of neuralnet.window_side around each image's hole (centred on the hole's
-    bounding box, moved inside the image), cut out of images: what the local discriminator
-    sees."""
-    size = images.shape[1]
-    side = neuralnet.window_side(size)
-    rows = tf.reduce_max(masks, axis=[2, 3]) > 0.5  # [batch, size]: rows the hole touches
-    cols = tf.reduce_max(masks, axis=[1, 3]) > 0.5
-
-    def start(hit):
-        index = tf.range(size, dtype=tf.float32)
-        first = tf.reduce_min(tf.where(hit, index, float(size)), axis=1)
-        last = tf.reduce_max(tf.where(hit, index, -1.0), axis=1)
-        return tf.clip_by_value(tf.round((first + last + 1.0 - side) / 2.0), 0.0, size - side)
-    top, left = start(rows), start(cols)
-    # Exact pixel corners: normalised so that bilinear sampling lands on whole pixels.
-    scale = float(size - 1)
-    boxes = tf.stack([top / scale, left / scale, (top + side - 1) / scale,
-                      (left + side - 1) / scale], axis=1)
-    return tf.image.crop_and_resize(images, boxes, tf.range(tf.shape(images)[0]), [side, side])
-
-
-def discriminator_input(images, masks, config):
-    return [images, hole_windows(images, masks)] if config.local_d else images
+    return neuralnet.Discriminator(config.img_size, spectral_norm=config.spectral_norm)
 
 
 def generator_input(masked, masks, config):
@@ -173,28 +143,22 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
                                tf.float32)
             # The discriminator judges what a user sees: the context kept, the hole filled.
             composite = compose(masked, restored, masks, config)
-            real = discriminator(discriminator_input(images, masks, config), training=True)
-            fake = discriminator(discriminator_input(composite, masks, config), training=True)
+            real = discriminator(images, training=True)
+            fake = discriminator(composite, training=True)
             # Reported: the original's hole-only sum. Trained: that plus the band around the
             # hole, weighted, so the restoration continues the visible context.
             rec = losses.reconstruction_loss(images, restored, masks)
-            fit = rec
-            shown = datamanager.grow(masks, band)  # the hole and its band
+            error = (losses.absolute_error if config.loss == "l1"
+                     else losses.reconstruction_loss)
+            fit = error(images, restored, masks)
             if band and config.overlap_weight:
-                fit += config.overlap_weight * losses.reconstruction_loss(images, restored,
-                                                                          shown - masks)
-            if config.edge_weight:
-                fit += config.edge_weight * losses.edge_loss(images, restored, shown)
-            if config.fm_weight:
-                fit += config.fm_weight * losses.feature_matching_loss(real["features"],
-                                                                       fake["features"])
+                ring = datamanager.grow(masks, band) - masks
+                fit += config.overlap_weight * error(images, restored, ring)
             # Patch logits: only the patches that show the hole are the composite's own.
-            weights = (losses.hole_patches(masks, fake["logits"])
-                       if config.arch == "dilated" else None)
-            adv = losses.generator_adversarial_loss(fake["logits"], weights)
+            weights = losses.hole_patches(masks, fake) if config.arch == "dilated" else None
+            adv = losses.generator_adversarial_loss(fake, weights)
             per_image = {"rec": rec, "adv": adv, "total": fit + config.adv_weight * adv,
-                         "disc": losses.discriminator_loss(real["logits"], fake["logits"],
-                                                           weights)}
+                         "disc": losses.discriminator_loss(real, fake, weights)}
             means = {name: tf.nn.compute_average_loss(value, global_batch_size=global_batch)
                      for name, value in per_image.items()}
         # scale_loss is the identity except under float16 loss scaling.
