@@ -139,61 +139,27 @@ def Discriminator(img_size=128, channels=3, spectral_norm=False):
     return tf.keras.Model(image, dense(x), name="discriminator")
 
 
-# ----------------------------------------------------------------------------- dilated design
-# The second design: the generator never squeezes the picture below 1/8 of its side, and a
-# trunk of dilated convolutions there sees the whole hole and its context (Iizuka et al. 2017;
-# Yu et al. 2019); the discriminator judges patches, not the whole picture (Isola et al. 2017).
+# ----------------------------------------------------------------------------- patch discriminator
 
-ARCHS = ("original", "dilated")
-DILATIONS = (1, 2, 4, 8)  # at 1/8 of the side: a receptive field of 31 cells, the whole map
-TRUNK_FILTERS = 128
-
-
-def DilatedGenerator(img_size=128, channels=3):
-    """Masked image and hole (4 channels) in [0, 1] -> full restored image in [0, 1].
-
-    The original's first three encoder stages (two 3x3 convolutions, then a 2x2 max-pool)
-    take the side to 1/8 (16x16 at 128); there, instead of the original's squeeze to 4x4,
-    residual blocks of dilated 3x3 convolutions (dilations DILATIONS) carry the context across
-    the hole; the original's last three decoder stages (a nearest resize, two 3x3
-    convolutions) bring the side back."""
-    _check_size(img_size)
-    masked = layers.Input((img_size, img_size, channels + 1), name="masked")
-    x = masked
-    for stage, filters in enumerate(ENCODER_FILTERS[:3], start=1):
-        x = _conv(filters, f"g_enc{stage}_conv1")(x)
-        x = _conv(filters, f"g_enc{stage}_conv2")(x)
-        x = layers.MaxPool2D(2, name=f"g_enc{stage}_pool")(x)
-    x = _conv(TRUNK_FILTERS, "g_trunk_in")(x)
-    for dilation in DILATIONS:
-        y = layers.Conv2D(TRUNK_FILTERS, 3, padding="same", dilation_rate=dilation,
-                          activation="elu", kernel_initializer=_initializer(),
-                          name=f"g_dilated{dilation}")(x)
-        x = layers.Add(name=f"g_residual{dilation}")([x, y])
-    for stage, filters in enumerate(DECODER_FILTERS[2:], start=4):
-        x = layers.UpSampling2D(2, name=f"g_dec{stage}_resize")(x)
-        x = _conv(filters, f"g_dec{stage}_upconv")(x)
-        x = _conv(filters, f"g_dec{stage}_conv")(x)
-    restored = _conv(channels, "g_output", activation="sigmoid", dtype="float32")(x)
-    return tf.keras.Model(masked, restored, name="generator")
-
-
+DISCRIMINATORS = ("whole", "patch")
 PATCH_FILTERS = (32, 64, 128)
 
 
-def PatchDiscriminator(img_size=128, channels=3):
-    """Image in [0, 1] -> one real/fake logit per 8x8 patch, [batch, side/8, side/8, 1].
-    Spectrally normalised stride-2 4x4 convolutions (DeepFill v2): each logit sees a
-    46-pixel window."""
+def PatchDiscriminator(img_size=128, channels=3, spectral_norm=True):
+    """Image in [0, 1] -> one real/fake logit per 8x8 patch, [batch, side/8, side/8, 1]
+    (Isola et al. 2017): stride-2 4x4 convolutions and a 3x3 one, each logit seeing a
+    46-pixel window, so realism is judged where the hole is, not over the whole picture,
+    at a ninth of the whole-picture discriminator's arithmetic (DeepFill v2's design).
+
+    spectral_norm: as in Discriminator."""
     _check_size(img_size)
+    wrap = layers.SpectralNormalization if spectral_norm else (lambda layer, **kw: layer)
     image = layers.Input((img_size, img_size, channels), name="image")
     x = image
     for filters in PATCH_FILTERS:
-        x = layers.SpectralNormalization(layers.Conv2D(
-            filters, 4, strides=2, padding="same", kernel_initializer=_initializer(),
-            name=f"d_patch{filters}"))(x)
+        x = wrap(layers.Conv2D(filters, 4, strides=2, padding="same",
+                               kernel_initializer=_initializer(), name=f"d_patch{filters}"))(x)
         x = layers.LeakyReLU(0.2, name=f"d_patch{filters}_act")(x)
-    logits = layers.SpectralNormalization(layers.Conv2D(
-        1, 3, padding="same", kernel_initializer=_initializer(), name="d_logits"),
-        dtype="float32")(x)
+    logits = wrap(layers.Conv2D(1, 3, padding="same", kernel_initializer=_initializer(),
+                                name="d_logits", dtype="float32"), dtype="float32")(x)
     return tf.keras.Model(image, logits, name="discriminator")

@@ -47,10 +47,6 @@ def parse_args(argv=None):
                         "(default: the centred square); for photos that are not face crops")
     p.add_argument("--output", default=None,
                    help="inpaint: where the restored photos go (default: <out_dir>/inpainted)")
-    p.add_argument("--arch", choices=neuralnet.ARCHS, default=DEFAULTS.arch,
-                   help="original: the seed's context encoder and whole-picture discriminator; "
-                        "dilated: a dilated-convolution generator at 1/8 of the side and a "
-                        "patch discriminator")
     p.add_argument("--poisson", action=argparse.BooleanOptionalAction, default=True,
                    help="test and inpaint: blend the restoration into the photo in the gradient "
                         "domain (an exact Poisson solve; the test also scores the other way)")
@@ -84,9 +80,13 @@ def parse_args(argv=None):
     p.add_argument("--feather", action=argparse.BooleanOptionalAction, default=DEFAULTS.feather,
                    help="blend the restoration into the context across the band instead of "
                         "pasting it with a hard edge")
+    p.add_argument("--discriminator", choices=neuralnet.DISCRIMINATORS,
+                   default=DEFAULTS.discriminator,
+                   help="whole: the original's, one logit per picture; patch: one logit per "
+                        "8x8 patch, only the patches showing the hole count as fake")
     p.add_argument("--spectral_norm", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.spectral_norm,
-                   help="spectral normalisation in the discriminator(s)")
+                   help="spectral normalisation in the discriminator")
     p.add_argument("--img_size", type=int, default=DEFAULTS.img_size,
                    help="side images are resized to; a multiple of 32")
     p.add_argument("--limit", type=int, default=None,
@@ -173,9 +173,10 @@ def _indices(text):
 def train_config(args):
     """The training settings the library takes, from the flags."""
     return tf_process.TrainConfig(
-        img_size=args.img_size, arch=args.arch, upsample=args.upsample,
+        img_size=args.img_size, upsample=args.upsample,
         mask_channel=args.mask_channel, band=args.band, overlap_weight=args.overlap_weight,
-        loss=args.loss, feather=args.feather, spectral_norm=args.spectral_norm,
+        loss=args.loss, feather=args.feather, discriminator=args.discriminator,
+        spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
         adv_weight=args.adv_weight, ema=args.ema, train_mask=args.train_mask,
         test_mask=args.test_mask, seed=args.seed, xla=args.xla)

@@ -29,7 +29,6 @@ class TrainConfig:
     """How to train: run.py fills it from the flags; tests and benchmark.py build it
     directly. The defaults are run.py's."""
     img_size: int = 128
-    arch: str = "dilated"  # one of neuralnet.ARCHS
     # The recipe below is what the ablation in the README found best within the default run's
     # 15-minute CPU budget; the README gives the command line of the original's recipe.
     upsample: str = "nearest"  # the decoder's 2x upsampling: one of neuralnet.UPSAMPLING
@@ -38,7 +37,8 @@ class TrainConfig:
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
     loss: str = "l2"  # the reconstruction error trained: "l2" (the original's) or "l1"
     feather: bool = True  # blend the restoration into the context across the band
-    spectral_norm: bool = True  # spectral normalisation in the discriminator(s)
+    discriminator: str = "patch"  # one of neuralnet.DISCRIMINATORS
+    spectral_norm: bool = True  # spectral normalisation in the discriminator
     epoch: int = 30
     batch: int = 32  # twice the original's updates per epoch: the budget allows few images
     lr: float = 4e-4
@@ -84,21 +84,18 @@ def band_pixels(config):
 
 
 def build_generator(config):
-    if config.arch == "dilated":
-        return neuralnet.DilatedGenerator(config.img_size)
     return neuralnet.Generator(config.img_size, upsample=config.upsample,
                                mask_channel=config.mask_channel)
 
 
 def build_discriminator(config):
-    if config.arch == "dilated":
-        return neuralnet.PatchDiscriminator(config.img_size)
+    if config.discriminator == "patch":
+        return neuralnet.PatchDiscriminator(config.img_size, spectral_norm=config.spectral_norm)
     return neuralnet.Discriminator(config.img_size, spectral_norm=config.spectral_norm)
 
 
 def generator_input(masked, masks, config):
-    with_mask = config.mask_channel or config.arch == "dilated"
-    return tf.concat([masked, masks], -1) if with_mask else masked
+    return tf.concat([masked, masks], -1) if config.mask_channel else masked
 
 
 def composite_weights(masks, config):
@@ -155,7 +152,7 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
                 ring = datamanager.grow(masks, band) - masks
                 fit += config.overlap_weight * error(images, restored, ring)
             # Patch logits: only the patches that show the hole are the composite's own.
-            weights = losses.hole_patches(masks, fake) if config.arch == "dilated" else None
+            weights = losses.hole_patches(masks, fake) if config.discriminator == "patch" else None
             adv = losses.generator_adversarial_loss(fake, weights)
             per_image = {"rec": rec, "adv": adv, "total": fit + config.adv_weight * adv,
                          "disc": losses.discriminator_loss(real, fake, weights)}

@@ -78,14 +78,6 @@ def test_overlap_band_and_feather_follow_the_side():
     assert np.all(alpha[top:top + side, left:left + side] == 1)
 
 
-def test_local_windows_hold_the_whole_hole():
-    masks = datamanager.make_masks("random", 16, 64, [5, 6])
-    windows = tf_process.hole_windows(masks, masks)
-    assert windows.shape == (16, 32, 32, 1)
-    np.testing.assert_allclose(tf.reduce_sum(windows, [1, 2, 3]), tf.reduce_sum(masks, [1, 2, 3]),
-                               rtol=1e-5)
-
-
 def test_patch_losses_count_only_the_patches_that_show_the_hole():
     masks = datamanager.make_masks("center", 2, 32, [0, 0])  # rows and columns 11..20
     logits = tf.zeros([2, 4, 4, 1])  # one logit per 8x8 cell

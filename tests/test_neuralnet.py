@@ -19,7 +19,7 @@ def test_parameter_counts_at_128_match_design():
 def test_output_shapes_and_ranges(size):
     x = tf.random.uniform([2, size, size, 3])
     restored = neuralnet.Generator(size)(x)
-    logits = neuralnet.Discriminator(size)(x)["logits"]
+    logits = neuralnet.Discriminator(size)(x)
     assert restored.shape == (2, size, size, 3)
     assert logits.shape == (2, 1)
     assert restored.dtype == tf.float32
@@ -62,31 +62,13 @@ def test_channelwise_dense_equals_one_dense_layer_per_channel():
 def test_levers_keep_the_parameter_counts():
     # a resize convolution has the transposed convolution's kernel; the mask channel adds one
     # input channel to the first convolution
-    for kind in ("nearest", "bilinear", "smooth"):
-        assert neuralnet.Generator(128, upsample=kind).count_params() == 3_607_331
+    assert neuralnet.Generator(128, upsample="nearest").count_params() == 3_607_331
     assert neuralnet.Generator(128, mask_channel=True).count_params() == 3_607_331 + 16 * 9
-    # a skip doubles the input channels of each decoder stage's second convolution
-    extra = sum(9 * f * f for f in neuralnet.DECODER_FILTERS)
-    skipped = neuralnet.Generator(128, skip=True)
-    assert skipped.count_params() == 3_607_331 + extra
-    assert skipped.get_layer("g_dec6_skip").output.shape[1:] == (128, 128, 32)
-    local = neuralnet.Discriminator(128, local=True)
     x = tf.zeros([1, 128, 128, 3])
-    assert neuralnet.Discriminator(128, spectral_norm=True)(x)["logits"].shape == (1, 1)
-    judged = local([x, tf.zeros([1, 64, 64, 3])])
-    assert judged["logits"].shape == (1, 2)
-    # the six stages of the picture's encoder, then the six of the window's
-    assert [f.shape[1:] for f in judged["features"]] == [
-        (128, 128, 16), (64, 64, 32), (32, 32, 64), (16, 16, 128), (8, 8, 128), (4, 4, 256),
-        (64, 64, 16), (32, 32, 32), (16, 16, 64), (8, 8, 128), (4, 4, 128), (2, 2, 256)]
-
-
-def test_smooth_upsampling_interpolates_instead_of_copying_blocks():
-    generator = neuralnet.Generator(32, upsample="smooth")
-    row = tf.constant([0.0, 1.0, 3.0])[None, None, :, None] * tf.ones([1, 3, 1, 1])
-    up = generator.get_layer("g_dec2_smooth")(generator.get_layer("g_dec2_resize")(row))
-    # nearest would give 0 0 1 1 3 3: each step between neighbours is halved, the edge kept
-    np.testing.assert_allclose(up[0, 0, :, 0].numpy(), [0.0, 0.5, 1.0, 2.0, 3.0, 3.0])
+    normalised = neuralnet.Discriminator(128, spectral_norm=True)
+    assert normalised(x).shape == (1, 1)
+    assert normalised.count_params() > 1_478_033  # plus the power iteration's vectors
+    assert len(normalised.trainable_weights) == len(neuralnet.Discriminator(128).trainable_weights)
 
 
 def test_discriminator_logits_stay_float32_under_mixed_precision():
@@ -96,44 +78,34 @@ def test_discriminator_logits_stay_float32_under_mixed_precision():
 def check_discriminator_logits_under_bfloat16():
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = neuralnet.Discriminator(32, local=True, spectral_norm=True)
-        logits = model([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])["logits"]
+        image = tf.zeros([1, 32, 32, 3])
+        whole = neuralnet.Discriminator(32, spectral_norm=True)(image)
+        patches = neuralnet.PatchDiscriminator(32)(image)
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
-    assert logits.dtype == tf.float32 and logits.shape == (1, 2)
+    assert whole.dtype == tf.float32 and whole.shape == (1, 1)
+    assert patches.dtype == tf.float32 and patches.shape == (1, 4, 4, 1)
 
 
-ORIGINAL_RECIPE = ("--upsample transpose --no-mask_channel --band 0 --no-feather "
-                   "--no-spectral_norm --no-local_d --lr 1e-4 --batch 64 --epoch 20")
+ORIGINAL_RECIPE = ("--discriminator whole --upsample transpose --no-mask_channel --band 0 --no-feather "
+                   "--no-spectral_norm --lr 1e-4 --batch 64 --epoch 20")
 
 
 def test_the_documented_original_recipe_builds_the_original_networks():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert f"python run.py {ORIGINAL_RECIPE}" in readme
     config = run.train_config(run.parse_args(ORIGINAL_RECIPE.split()))
-    assert (config.upsample, config.mask_channel, config.band, config.feather) == (
-        "transpose", False, 0, False)
+    assert (config.discriminator, config.upsample, config.mask_channel, config.band,
+            config.feather, config.spectral_norm) == ("whole", "transpose", False, 0, False, False)
     assert (config.lr, config.batch, config.epoch, config.adv_weight) == (1e-4, 64, 20, 1.0)
     assert tf_process.build_generator(config).count_params() == 3_607_331
     assert tf_process.build_discriminator(config).count_params() == 1_478_033
 
 
-def test_dilated_design_parameter_counts_and_shapes():
-    generator = neuralnet.DilatedGenerator(128)
-    assert generator.count_params() == 1_861_331
-    assert neuralnet.PatchDiscriminator(128).count_params() == 166_978
-    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in generator.layers}
-    assert shapes["g_down192"] == (16, 16, neuralnet.TRUNK_FILTERS)  # 1/8 of the side
-    assert shapes["g_residual8"] == (16, 16, neuralnet.TRUNK_FILTERS)
-    assert shapes["g_output"] == (128, 128, 3)
-    assert generator.input_shape == (None, 128, 128, 4)  # the hole is a channel
-
-
-@pytest.mark.parametrize("size", [32, 64])
-def test_dilated_design_outputs(size):
-    restored = neuralnet.DilatedGenerator(size)(tf.random.uniform([2, size, size, 4]))
-    judged = neuralnet.PatchDiscriminator(size)(restored)
-    assert restored.shape == (2, size, size, 3) and restored.dtype == tf.float32
-    assert 0.0 <= float(tf.reduce_min(restored)) and float(tf.reduce_max(restored)) <= 1.0
-    assert judged["logits"].shape == (2, size // 8, size // 8, 1)
-    assert judged["logits"].dtype == tf.float32
+def test_patch_discriminator_gives_one_float32_logit_per_8x8_patch():
+    trainable = sum(int(np.prod(w.shape)) for w in neuralnet.PatchDiscriminator(128).trainable_weights)
+    # 4x4 convolutions 3->32->64->128, then a 3x3 one to 1 logit, with biases
+    assert trainable == (16 * 3 * 32 + 32) + (16 * 32 * 64 + 64) + (16 * 64 * 128 + 128) + (9 * 128 + 1)
+    for size in (32, 64):
+        logits = neuralnet.PatchDiscriminator(size)(tf.random.uniform([2, size, size, 3]))
+        assert logits.shape == (2, size // 8, size // 8, 1) and logits.dtype == tf.float32

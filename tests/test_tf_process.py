@@ -92,29 +92,6 @@ def test_generator_adversarial_loss_is_non_saturating(fake_logit, expected):
     np.testing.assert_allclose(d, [0.0], atol=1e-6)
 
 
-def test_edge_loss_sums_the_gradient_error_over_the_region():
-    step = tf.constant([0.0, 0.0, 1.0, 1.0])[None, None, :, None] * tf.ones([1, 4, 1, 1])
-    flat = tf.fill([1, 4, 4, 1], 0.5)
-    everywhere, left = tf.ones([1, 4, 4, 1]), tf.constant([1.0, 1, 0, 0])[None, None, :, None]
-    # central differences: 0.5 at the four interior pixels of the step's two middle columns
-    np.testing.assert_allclose(losses.edge_loss(step, flat, everywhere).numpy(), [2.0])
-    np.testing.assert_allclose(losses.edge_loss(step, flat, left * everywhere).numpy(), [1.0])
-    np.testing.assert_allclose(losses.edge_loss(step, step, everywhere).numpy(), [0.0])
-
-
-def test_feature_matching_weighs_every_stage_alike_and_only_moves_the_composite():
-    real = [tf.ones([2, 4, 4, 2]), tf.ones([2, 2, 2, 8])]
-    fake = [tf.Variable(tf.zeros([2, 4, 4, 2])), tf.Variable(tf.fill([2, 2, 2, 8], 0.5))]
-    with tf.GradientTape() as tape:
-        tape.watch(real)
-        loss = losses.feature_matching_loss(real, fake)
-    # mean |difference| per stage (1 and 0.5), summed, times the 4x4 picture's 16 pixels
-    np.testing.assert_allclose(loss.numpy(), [24.0, 24.0])
-    real_grads, fake_grads = tape.gradient(loss, [real, fake])
-    assert all(g is None for g in real_grads) and all(g is not None for g in fake_grads)
-    np.testing.assert_allclose(losses.feature_matching_loss(real, real).numpy(), [0.0, 0.0])
-
-
 def test_train_step_is_traced_once_across_epochs(face_folder, tmp_path):
     images = datamanager.prepare_images(str(tmp_path), 32, data_dir=face_folder)
     train, _ = datamanager.split(images.count, 0.25)
@@ -171,10 +148,8 @@ def test_every_lever_trains_under_mixed_precision():
 
 
 def check_every_lever_under_bfloat16():
-    config = tf_process.TrainConfig(img_size=32, upsample="nearest", mask_channel=True, skip=True,
-                                    band=4,
-                                    feather=True, local_d=True, spectral_norm=True,
-                                    fm_weight=1.0, edge_weight=0.1)
+    config = tf_process.TrainConfig(img_size=32, upsample="nearest", mask_channel=True, band=4,
+                                    feather=True, spectral_norm=True, loss="l1")
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         generator = tf_process.build_generator(config)
