@@ -9,13 +9,6 @@ def reconstruction_loss(images, restored, masks):
     return tf.reduce_sum(tf.square(masks * (images - restored)), axis=[1, 2, 3])
 
 
-def absolute_error(images, restored, region):
-    """Per image: the sum of absolute errors over region [b, h, w, 1]. Its minimiser is the
-    median of what the hole could hold, where the squared error's is the mean: where a
-    feature may or may not be there, a blur is the mean and a sharp choice the median."""
-    return tf.reduce_sum(tf.abs(region * (images - restored)), axis=[1, 2, 3])
-
-
 def _per_image(values, weights):
     """Whole-picture logits [b, 1] (weights None): that logit's loss. Patch logits
     [b, h, w, 1]: the mean over the patches, weighted."""

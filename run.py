@@ -74,9 +74,6 @@ def parse_args(argv=None):
                         "around the hole for the overlap loss and the feathered blend; 0: none")
     p.add_argument("--overlap_weight", type=float, default=DEFAULTS.overlap_weight,
                    help="weight of the reconstruction error in the band (Pathak et al.: 10)")
-    p.add_argument("--loss", choices=("l2", "l1"), default=DEFAULTS.loss,
-                   help="the reconstruction error trained over the hole and band: l2, the "
-                        "original's squared error, or l1, the absolute error")
     p.add_argument("--feather", action=argparse.BooleanOptionalAction, default=DEFAULTS.feather,
                    help="blend the restoration into the context across the band instead of "
                         "pasting it with a hard edge")
@@ -175,7 +172,7 @@ def train_config(args):
     return tf_process.TrainConfig(
         img_size=args.img_size, upsample=args.upsample,
         mask_channel=args.mask_channel, band=args.band, overlap_weight=args.overlap_weight,
-        loss=args.loss, feather=args.feather, discriminator=args.discriminator,
+        feather=args.feather, discriminator=args.discriminator,
         spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
         adv_weight=args.adv_weight, ema=args.ema, train_mask=args.train_mask,

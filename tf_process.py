@@ -35,7 +35,6 @@ class TrainConfig:
     mask_channel: bool = True  # the hole as a fourth input channel of the generator
     band: int = 4  # pixels (at 128x128) around the hole for the overlap loss and the blend
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
-    loss: str = "l2"  # the reconstruction error trained: "l2" (the original's) or "l1"
     feather: bool = True  # blend the restoration into the context across the band
     discriminator: str = "patch"  # one of neuralnet.DISCRIMINATORS
     spectral_norm: bool = True  # spectral normalisation in the discriminator
@@ -145,12 +144,10 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
             # Reported: the original's hole-only sum. Trained: that plus the band around the
             # hole, weighted, so the restoration continues the visible context.
             rec = losses.reconstruction_loss(images, restored, masks)
-            error = (losses.absolute_error if config.loss == "l1"
-                     else losses.reconstruction_loss)
-            fit = error(images, restored, masks)
+            fit = rec
             if band and config.overlap_weight:
                 ring = datamanager.grow(masks, band) - masks
-                fit += config.overlap_weight * error(images, restored, ring)
+                fit += config.overlap_weight * losses.reconstruction_loss(images, restored, ring)
             # Patch logits: only the patches that show the hole are the composite's own.
             weights = losses.hole_patches(masks, fake) if config.discriminator == "patch" else None
             adv = losses.generator_adversarial_loss(fake, weights)

@@ -15,6 +15,7 @@ from PIL import Image
 
 import datamanager
 import losses
+import neuralnet
 import run
 import tf_process
 
@@ -148,8 +149,13 @@ def test_every_lever_trains_under_mixed_precision():
 
 
 def check_every_lever_under_bfloat16():
-    config = tf_process.TrainConfig(img_size=32, upsample="nearest", mask_channel=True, band=4,
-                                    feather=True, spectral_norm=True, loss="l1")
+    for discriminator in neuralnet.DISCRIMINATORS:
+        check_levers_under_bfloat16(tf_process.TrainConfig(
+            img_size=32, upsample="nearest", mask_channel=True, band=4, feather=True,
+            discriminator=discriminator, spectral_norm=True))
+
+
+def check_levers_under_bfloat16(config):
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         generator = tf_process.build_generator(config)
