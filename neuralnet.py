@@ -20,10 +20,20 @@ initialiser (scale 1, fan-in, untruncated normal). At 128x128x3:
 | dec 6      | transposed conv 16 stride 2, conv 16, conv 3 (sigmoid)   | 128x128x3  |      7,379 |
 |            | generator total                                          |            |  3,607,331 |
 
-The discriminator is the same six encoder stages with weights of its own (1,473,936
-parameters), flattened (4*4*256) into one dense unit (4,097): 1,478,033 parameters. The
-original ended it in a sigmoid; it gives logits here, for the numerically stable
-cross-entropy, and also the output of each of its six stages, for feature matching.
+The original's discriminator ("whole") is the same six encoder stages with weights of its
+own (1,473,936 parameters), flattened (4*4*256) into one dense unit (4,097): 1,478,033
+parameters. The original ended it in a sigmoid; it gives logits here, for the numerically
+stable cross-entropy. The default discriminator ("patch") judges 8x8 patches:
+
+| layer                                   | output     | parameters |
+|-----------------------------------------|------------|-----------:|
+| conv 4x4 stride 2, 32, LeakyReLU 0.2    | 64x64x32   |      1,568 |
+| conv 4x4 stride 2, 64, LeakyReLU 0.2    | 32x32x64   |     32,832 |
+| conv 4x4 stride 2, 128, LeakyReLU 0.2   | 16x16x128  |    131,200 |
+| conv 3x3, 1 (a logit per patch)         | 16x16x1    |      1,153 |
+|                                         | total      |    166,753 |
+
+(166,978 with spectral normalisation's power-iteration vectors.)
 """
 import tensorflow as tf
 from tensorflow.keras import layers

@@ -38,14 +38,14 @@ class TrainConfig:
     feather: bool = True  # blend the restoration into the context across the band
     discriminator: str = "patch"  # one of neuralnet.DISCRIMINATORS
     spectral_norm: bool = True  # spectral normalisation in the discriminator
-    epoch: int = 30
+    epoch: int = 36
     batch: int = 32  # twice the original's updates per epoch: the budget allows few images
     lr: float = 4e-4
     beta1: float = 0.9
     beta2: float = 0.999
     adv_weight: float = 1.0
     ema: float = 0.99
-    train_mask: str = "random"
+    train_mask: str = "mixed"  # random boxes, and the surgical mask's hole for a quarter
     test_mask: str = "center"
     seed: int = 0
     xla: bool = False
