@@ -14,7 +14,6 @@ def _per_image(values, weights):
     [b, h, w, 1]: the mean over the patches, weighted."""
     if weights is None:
         return tf.reduce_sum(values, axis=-1)
-    weights = tf.broadcast_to(weights, tf.shape(values))
     return (tf.reduce_sum(weights * values, axis=[1, 2, 3])
             / tf.maximum(tf.reduce_sum(weights, axis=[1, 2, 3]), 1.0))
 
@@ -25,7 +24,7 @@ def discriminator_loss(real_logits, fake_logits, fake_weights=None):
     fake (the others show the photo itself)."""
     real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
     fake = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits), fake_logits)
-    real_weights = None if fake_weights is None else 1.0
+    real_weights = None if fake_weights is None else tf.ones_like(real)
     return _per_image(real, real_weights) + _per_image(fake, fake_weights)
 
 

@@ -55,17 +55,14 @@ def _conv(filters, name, activation="elu", dtype=None):
 
 
 def encoder(x, prefix, spectral_norm=False):
-    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool. Returns the
-    last stage's output and the list of every stage's output before its pool."""
+    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool."""
     wrap = layers.SpectralNormalization if spectral_norm else (lambda layer: layer)
-    stages = []
     for stage, filters in enumerate(ENCODER_FILTERS, start=1):
         x = wrap(_conv(filters, f"{prefix}enc{stage}_conv1"))(x)
         x = wrap(_conv(filters, f"{prefix}enc{stage}_conv2"))(x)
-        stages.append(x)
         if stage < len(ENCODER_FILTERS):
             x = layers.MaxPool2D(2, name=f"{prefix}enc{stage}_pool")(x)
-    return x, stages
+    return x
 
 
 class ChannelWiseDense(layers.Layer):
@@ -120,7 +117,7 @@ def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False
     hidden one differ."""
     _check_size(img_size)
     masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
-    x, _ = encoder(masked, "g_")
+    x = encoder(masked, "g_")
     x = ChannelWiseDense(name="g_channelwise_dense")(x)
     x = _conv(256, "g_dec1_conv1")(x)
     x = _conv(256, "g_dec1_conv2")(x)
@@ -140,7 +137,7 @@ def Discriminator(img_size=128, channels=3, spectral_norm=False):
     al. 2018), which keeps the discriminator from winning outright."""
     _check_size(img_size)
     image = layers.Input((img_size, img_size, channels), name="image")
-    x, _ = encoder(image, "d_", spectral_norm)
+    x = encoder(image, "d_", spectral_norm)
     x = layers.Flatten(name="d_flatten")(x)
     dense = layers.Dense(1, kernel_initializer=_initializer(), name="d_logit", dtype="float32")
     # The logit stays float32 under mixed precision; a wrapper takes the policy's dtype
