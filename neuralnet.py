@@ -55,17 +55,14 @@ def _conv(filters, name, activation="elu", dtype=None):
 
 
 def encoder(x, prefix, spectral_norm=False):
-    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool. Returns
-    every stage's output (the last is the code)."""
+    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool."""
     wrap = layers.SpectralNormalization if spectral_norm else (lambda layer: layer)
-    stages = []
     for stage, filters in enumerate(ENCODER_FILTERS, start=1):
         x = wrap(_conv(filters, f"{prefix}enc{stage}_conv1"))(x)
         x = wrap(_conv(filters, f"{prefix}enc{stage}_conv2"))(x)
         if stage < len(ENCODER_FILTERS):
             x = layers.MaxPool2D(2, name=f"{prefix}enc{stage}_pool")(x)
-        stages.append(x)
-    return stages
+    return x
 
 
 class ChannelWiseDense(layers.Layer):
@@ -113,51 +110,19 @@ def _upsample(x, filters, name, kind):
     return _conv(filters, f"{name}_upconv")(x)
 
 
-GENERATORS = ("original", "context")
-CONTEXT_STAGE = 3  # the trunk reads enc 3 (1/8 of the side) and feeds dec 3, its resolution
-CONTEXT_FILTERS = 128
-CONTEXT_DILATIONS = (1, 2, 4, 8)  # at 1/8 of the side: 31 cells, the whole 16x16 map at 128
-CONTEXT_BLOCKS = 2
-
-
-def context_trunk(x):
-    """The context's own features carried across the hole at 1/8 of the side: a 3x3
-    convolution, then AOT blocks (Zeng et al. 2022): four 3x3 branches at dilations
-    CONTEXT_DILATIONS, concatenated, fused by a 3x3 convolution and added back. Branches in
-    parallel rather than a stack of dilations: a stack leaves a grid of the dilation's
-    stride in the fill."""
-    x = _conv(CONTEXT_FILTERS, "g_ctx_in")(x)
-    branch = CONTEXT_FILTERS // len(CONTEXT_DILATIONS)
-    for block in range(1, CONTEXT_BLOCKS + 1):
-        y = layers.Concatenate(name=f"g_ctx{block}_branches")([
-            layers.Conv2D(branch, 3, padding="same", dilation_rate=d, activation="elu",
-                          kernel_initializer=_initializer(), name=f"g_ctx{block}_d{d}")(x)
-            for d in CONTEXT_DILATIONS])
-        x = layers.Add(name=f"g_ctx{block}_residual")([x, _conv(CONTEXT_FILTERS,
-                                                                 f"g_ctx{block}_fuse")(y)])
-    return x
-
-
-def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False,
-              context=False):
+def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False):
     """Masked image in [0, 1] -> full restored image in [0, 1].
 
     mask_channel: the hole as a fourth input channel, so a black pixel of the photo and a
-    hidden one differ.
-    context: a second path beside the 4x4 bottleneck, the context trunk, from enc 3 to dec 3
-    (concatenated before dec 3's convolution): the bottleneck learns the face's layout fast
-    but passes a blur of it; the trunk carries where the context's features are."""
+    hidden one differ."""
     _check_size(img_size)
     masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
-    stages = encoder(masked, "g_")
-    x = ChannelWiseDense(name="g_channelwise_dense")(stages[-1])
+    x = encoder(masked, "g_")
+    x = ChannelWiseDense(name="g_channelwise_dense")(x)
     x = _conv(256, "g_dec1_conv1")(x)
     x = _conv(256, "g_dec1_conv2")(x)
     for stage, filters in enumerate(DECODER_FILTERS, start=2):
         x = _upsample(x, filters, f"g_dec{stage}", upsample)
-        if context and stage == CONTEXT_STAGE:
-            x = layers.Concatenate(name="g_ctx_join")(
-                [x, context_trunk(stages[CONTEXT_STAGE - 1])])
         x = _conv(filters, f"g_dec{stage}_conv")(x)
     # The output layer stays float32 under mixed precision: losses and pictures need it.
     restored = _conv(channels, "g_output", activation="sigmoid", dtype="float32")(x)
@@ -172,7 +137,7 @@ def Discriminator(img_size=128, channels=3, spectral_norm=False):
     al. 2018), which keeps the discriminator from winning outright."""
     _check_size(img_size)
     image = layers.Input((img_size, img_size, channels), name="image")
-    x = encoder(image, "d_", spectral_norm)[-1]
+    x = encoder(image, "d_", spectral_norm)
     x = layers.Flatten(name="d_flatten")(x)
     dense = layers.Dense(1, kernel_initializer=_initializer(), name="d_logit", dtype="float32")
     # The logit stays float32 under mixed precision; a wrapper takes the policy's dtype

@@ -77,9 +77,6 @@ def parse_args(argv=None):
     p.add_argument("--feather", action=argparse.BooleanOptionalAction, default=DEFAULTS.feather,
                    help="blend the restoration into the context across the band instead of "
                         "pasting it with a hard edge")
-    p.add_argument("--generator", choices=neuralnet.GENERATORS, default=DEFAULTS.generator,
-                   help="context: the original's network plus a trunk that carries the "
-                        "context across the hole; original: the original's alone")
     p.add_argument("--discriminator", choices=neuralnet.DISCRIMINATORS,
                    default=DEFAULTS.discriminator,
                    help="whole: the original's, one logit per picture; patch: one logit per "
@@ -175,7 +172,7 @@ def train_config(args):
     return tf_process.TrainConfig(
         img_size=args.img_size, upsample=args.upsample,
         mask_channel=args.mask_channel, band=args.band, overlap_weight=args.overlap_weight,
-        feather=args.feather, generator=args.generator, discriminator=args.discriminator,
+        feather=args.feather, discriminator=args.discriminator,
         spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
         adv_weight=args.adv_weight, ema=args.ema, train_mask=args.train_mask,

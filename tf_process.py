@@ -36,10 +36,9 @@ class TrainConfig:
     band: int = 4  # pixels (at 128x128) around the hole for the overlap loss and the blend
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
     feather: bool = True  # blend the restoration into the context across the band
-    generator: str = "context"  # one of neuralnet.GENERATORS
     discriminator: str = "patch"  # one of neuralnet.DISCRIMINATORS
     spectral_norm: bool = True  # spectral normalisation in the discriminator
-    epoch: int = 28
+    epoch: int = 36
     batch: int = 32  # twice the original's updates per epoch: the budget allows few images
     lr: float = 4e-4
     beta1: float = 0.9
@@ -68,7 +67,6 @@ def load_config(out_dir):
         return None
     with open(path) as f:
         saved = json.load(f)
-    saved.setdefault("generator", "original")  # runs trained before --generator existed
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in saved.items() if k in fields})
 
@@ -86,8 +84,7 @@ def band_pixels(config):
 
 def build_generator(config):
     return neuralnet.Generator(config.img_size, upsample=config.upsample,
-                               mask_channel=config.mask_channel,
-                               context=config.generator == "context")
+                               mask_channel=config.mask_channel)
 
 
 def build_discriminator(config):

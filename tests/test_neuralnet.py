@@ -71,22 +71,6 @@ def test_levers_keep_the_parameter_counts():
     assert len(normalised.trainable_weights) == len(neuralnet.Discriminator(128).trainable_weights)
 
 
-def test_context_generator_adds_the_trunk_and_widens_dec3():
-    original = neuralnet.Generator(128, upsample="nearest", mask_channel=True)
-    context = neuralnet.Generator(128, upsample="nearest", mask_channel=True, context=True)
-    trunk_in = 9 * 64 * 128 + 128
-    block = 4 * (9 * 128 * 32 + 32) + (9 * 128 * 128 + 128)  # four branches, the fuse
-    dec3_wider = 9 * 128 * 128  # dec 3's convolution reads 256 channels instead of 128
-    assert context.count_params() == original.count_params() + trunk_in + 2 * block + dec3_wider
-    assert context.count_params() == 4_419_123
-    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in context.layers}
-    assert shapes["g_ctx_in"] == (16, 16, 128)
-    assert shapes["g_ctx1_branches"] == (16, 16, 128)
-    assert shapes["g_ctx2_residual"] == (16, 16, 128)
-    assert shapes["g_ctx_join"] == (16, 16, 256)
-    assert shapes["g_output"] == (128, 128, 3)
-
-
 def test_discriminator_logits_stay_float32_under_mixed_precision():
     with_bfloat16_kernels(check_discriminator_logits_under_bfloat16)
 
@@ -103,17 +87,16 @@ def check_discriminator_logits_under_bfloat16():
     assert patches.dtype == tf.float32 and patches.shape == (1, 4, 4, 1)
 
 
-ORIGINAL_RECIPE = ("--generator original --discriminator whole --upsample transpose --no-mask_channel "
-                   "--band 0 --no-feather --no-spectral_norm --lr 1e-4 --batch 64 --epoch 20")
+ORIGINAL_RECIPE = ("--discriminator whole --upsample transpose --no-mask_channel --band 0 --no-feather "
+                   "--no-spectral_norm --lr 1e-4 --batch 64 --epoch 20")
 
 
 def test_the_documented_original_recipe_builds_the_original_networks():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert f"python run.py {ORIGINAL_RECIPE}" in readme
     config = run.train_config(run.parse_args(ORIGINAL_RECIPE.split()))
-    assert (config.generator, config.discriminator, config.upsample, config.mask_channel,
-            config.band, config.feather, config.spectral_norm) == (
-        "original", "whole", "transpose", False, 0, False, False)
+    assert (config.discriminator, config.upsample, config.mask_channel, config.band,
+            config.feather, config.spectral_norm) == ("whole", "transpose", False, 0, False, False)
     assert (config.lr, config.batch, config.epoch, config.adv_weight) == (1e-4, 64, 20, 1.0)
     assert tf_process.build_generator(config).count_params() == 3_607_331
     assert tf_process.build_discriminator(config).count_params() == 1_478_033
