@@ -155,7 +155,7 @@ PATCH_FILTERS = (32, 64, 128)
 def PatchDiscriminator(img_size=128, channels=3, spectral_norm=True):
     """Image in [0, 1] -> one real/fake logit per 8x8 patch, [batch, side/8, side/8, 1]
     (Isola et al. 2017): stride-2 4x4 convolutions and a 3x3 one, each logit seeing a
-    46-pixel window, so realism is judged where the hole is, not over the whole picture,
+    38-pixel window, so realism is judged where the hole is, not over the whole picture,
     at a ninth of the whole-picture discriminator's arithmetic (DeepFill v2's design).
 
     spectral_norm: as in Discriminator."""
