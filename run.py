@@ -79,9 +79,8 @@ def parse_args(argv=None):
                         "pasting it with a hard edge")
     p.add_argument("--discriminator", choices=neuralnet.DISCRIMINATORS,
                    default=DEFAULTS.discriminator,
-                   help="whole: the original's, one logit per picture; half: the same network "
-                        "judging the picture at half resolution, so it asks for features, not "
-                        "for pixel texture")
+                   help="whole: the original's, one logit per picture; patch: one logit per "
+                        "8x8 patch, only the patches showing the hole count as fake")
     p.add_argument("--spectral_norm", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.spectral_norm,
                    help="spectral normalisation in the discriminator")
