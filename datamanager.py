@@ -20,7 +20,9 @@ from synthetic_faces import synthetic_face
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff")
 CACHE_VERSION = 1  # bump when decoding changes, so stale caches are never reused
 MASKS = ("center", "random", "facemask", "mixed")
-FACEMASK_SHARE = 0.25  # of the "mixed" training holes; the rest are random boxes
+# Shares of the "mixed" training holes; the rest are random boxes.
+FACEMASK_SHARE = 0.25
+CENTER_SHARE = 0.25
 
 
 class DataError(Exception):
@@ -285,6 +287,10 @@ def make_masks(kind, batch, size, seed):
         boxes = make_masks("random", batch, size, seed)
         wears_mask = tf.random.stateless_uniform(
             [batch, 1, 1, 1], tf.random.experimental.stateless_fold_in(seed, 1)) < FACEMASK_SHARE
+        centred = tf.random.stateless_uniform(
+            [batch, 1, 1, 1], tf.random.experimental.stateless_fold_in(seed, 2)
+        ) < CENTER_SHARE / (1 - FACEMASK_SHARE)
+        boxes = tf.where(centred, make_masks("center", batch, size, seed), boxes)
         return tf.where(wears_mask, make_masks("facemask", batch, size, seed), boxes)
     raise ValueError(f"unknown mask {kind!r}; choose one of {MASKS}")
 

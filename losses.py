@@ -9,37 +9,17 @@ def reconstruction_loss(images, restored, masks):
     return tf.reduce_sum(tf.square(masks * (images - restored)), axis=[1, 2, 3])
 
 
-def _per_image(values, weights):
-    """Whole-picture logits [b, 1] (weights None): that logit's loss. Patch logits
-    [b, h, w, 1]: the mean over the patches, weighted."""
-    if weights is None:
-        return tf.reduce_sum(values, axis=-1)
-    return (tf.reduce_sum(weights * values, axis=[1, 2, 3])
-            / tf.maximum(tf.reduce_sum(weights, axis=[1, 2, 3]), 1.0))
-
-
-def discriminator_loss(real_logits, fake_logits, fake_weights=None):
-    """Per image: cross-entropy of calling real images real and composites fake. With
-    patch logits, fake_weights marks the composite's patches that show the hole: only they are
-    fake (the others show the photo itself)."""
+def discriminator_loss(real_logits, fake_logits):
+    """Per image: cross-entropy of calling real images real and composites fake."""
     real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
     fake = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits), fake_logits)
-    real_weights = None if fake_weights is None else tf.ones_like(real)
-    return _per_image(real, real_weights) + _per_image(fake, fake_weights)
+    return tf.reduce_sum(real + fake, axis=-1)
 
 
-def generator_adversarial_loss(fake_logits, fake_weights=None):
-    """Per image: the non-saturating GAN loss, -log D(composite), of the whole-picture logit
-    or averaged over the patches that show the hole."""
-    return _per_image(
-        tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits),
-        fake_weights)
-
-
-def hole_patches(masks, logits):
-    """1 for each patch logit [b, h, w, 1] whose cell of the picture shows part of the hole."""
-    cell = masks.shape[1] // logits.shape[1]
-    return tf.nn.max_pool2d(masks, cell, cell, "VALID")
+def generator_adversarial_loss(fake_logits):
+    """Per image: the non-saturating GAN loss, -log D(composite)."""
+    return tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits), axis=-1)
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -23,17 +23,10 @@ initialiser (scale 1, fan-in, untruncated normal). At 128x128x3:
 The original's discriminator ("whole") is the same six encoder stages with weights of its
 own (1,473,936 parameters), flattened (4*4*256) into one dense unit (4,097): 1,478,033
 parameters. The original ended it in a sigmoid; it gives logits here, for the numerically
-stable cross-entropy. The default discriminator ("patch") judges 8x8 patches:
-
-| layer                                   | output     | parameters |
-|-----------------------------------------|------------|-----------:|
-| conv 4x4 stride 2, 32, LeakyReLU 0.2    | 64x64x32   |      1,568 |
-| conv 4x4 stride 2, 64, LeakyReLU 0.2    | 32x32x64   |     32,832 |
-| conv 4x4 stride 2, 128, LeakyReLU 0.2   | 16x16x128  |    131,200 |
-| conv 3x3, 1 (a logit per patch)         | 16x16x1    |      1,153 |
-|                                         | total      |    166,753 |
-
-(166,978 with spectral normalisation's power-iteration vectors.)
+stable cross-entropy. The default ("quarter") is the same network shown the picture at a
+quarter of its resolution (two 3x3 means, stride 2: 32x32 at 128) with two max-pools fewer,
+so it ends at the same 4x4x256 with the same 1,478,033 parameters (1,479,282 with spectral
+normalisation's power-iteration vectors) and a sixteenth of the arithmetic.
 """
 import tensorflow as tf
 from tensorflow.keras import layers
@@ -54,13 +47,13 @@ def _conv(filters, name, activation="elu", dtype=None):
                          kernel_initializer=_initializer(), name=name, dtype=dtype)
 
 
-def encoder(x, prefix, spectral_norm=False):
-    """Six stages of two 3x3 convolutions; the first five end in a 2x2 max-pool."""
+def encoder(x, prefix, spectral_norm=False, pools=5):
+    """Six stages of two 3x3 convolutions; the first `pools` end in a 2x2 max-pool."""
     wrap = layers.SpectralNormalization if spectral_norm else (lambda layer: layer)
     for stage, filters in enumerate(ENCODER_FILTERS, start=1):
         x = wrap(_conv(filters, f"{prefix}enc{stage}_conv1"))(x)
         x = wrap(_conv(filters, f"{prefix}enc{stage}_conv2"))(x)
-        if stage < len(ENCODER_FILTERS):
+        if stage <= pools:
             x = layers.MaxPool2D(2, name=f"{prefix}enc{stage}_pool")(x)
     return x
 
@@ -129,44 +122,31 @@ def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False
     return tf.keras.Model(masked, restored, name="generator")
 
 
-def Discriminator(img_size=128, channels=3, spectral_norm=False):
+# How many times each discriminator halves the picture before the original's network.
+DISCRIMINATORS = {"whole": 0, "quarter": 2}
+
+
+def Discriminator(img_size=128, channels=3, spectral_norm=False, halvings=0):
     """Image in [0, 1] -> one real/fake logit per image, [batch, 1] (no sigmoid: the loss
     takes logits).
 
     spectral_norm: each layer's kernel is divided by its largest singular value (Miyato et
-    al. 2018), which keeps the discriminator from winning outright."""
+    al. 2018), which keeps the discriminator from winning outright.
+    halvings: judge the picture after this many 3x3 means at stride 2, with as many max-pools
+    fewer, so it ends at the same 4x4x256 with the same parameters. At full resolution its
+    gradient draws the one-pixel edges of the decoder's resize blocks as a plaid, at half
+    resolution the edges of its 8x8 cells as coloured lines (docs/ablation.md); at a quarter
+    both are averaged out of its view, and what it asks the generator for is the face's
+    features."""
     _check_size(img_size)
     image = layers.Input((img_size, img_size, channels), name="image")
-    x = encoder(image, "d_", spectral_norm)
+    x = image
+    for halving in range(1, halvings + 1):
+        x = layers.AveragePooling2D(3, strides=2, padding="same", name=f"d_mean{halving}")(x)
+    x = encoder(x, "d_", spectral_norm, pools=len(ENCODER_FILTERS) - 1 - halvings)
     x = layers.Flatten(name="d_flatten")(x)
     dense = layers.Dense(1, kernel_initializer=_initializer(), name="d_logit", dtype="float32")
     # The logit stays float32 under mixed precision; a wrapper takes the policy's dtype
     # unless told.
     dense = layers.SpectralNormalization(dense, dtype="float32") if spectral_norm else dense
     return tf.keras.Model(image, dense(x), name="discriminator")
-
-
-# ----------------------------------------------------------------------------- patch discriminator
-
-DISCRIMINATORS = ("whole", "patch")
-PATCH_FILTERS = (32, 64, 128)
-
-
-def PatchDiscriminator(img_size=128, channels=3, spectral_norm=True):
-    """Image in [0, 1] -> one real/fake logit per 8x8 patch, [batch, side/8, side/8, 1]
-    (Isola et al. 2017): stride-2 4x4 convolutions and a 3x3 one, each logit seeing a
-    38-pixel window, so realism is judged where the hole is, not over the whole picture,
-    at a ninth of the whole-picture discriminator's arithmetic (DeepFill v2's design).
-
-    spectral_norm: as in Discriminator."""
-    _check_size(img_size)
-    wrap = layers.SpectralNormalization if spectral_norm else (lambda layer, **kw: layer)
-    image = layers.Input((img_size, img_size, channels), name="image")
-    x = image
-    for filters in PATCH_FILTERS:
-        x = wrap(layers.Conv2D(filters, 4, strides=2, padding="same",
-                               kernel_initializer=_initializer(), name=f"d_patch{filters}"))(x)
-        x = layers.LeakyReLU(0.2, name=f"d_patch{filters}_act")(x)
-    logits = wrap(layers.Conv2D(1, 3, padding="same", kernel_initializer=_initializer(),
-                                name="d_logits", dtype="float32"), dtype="float32")(x)
-    return tf.keras.Model(image, logits, name="discriminator")

@@ -79,8 +79,9 @@ def parse_args(argv=None):
                         "pasting it with a hard edge")
     p.add_argument("--discriminator", choices=neuralnet.DISCRIMINATORS,
                    default=DEFAULTS.discriminator,
-                   help="whole: the original's, one logit per picture; patch: one logit per "
-                        "8x8 patch, only the patches showing the hole count as fake")
+                   help="whole: the original's, one logit per picture; quarter: the same "
+                        "network judging the picture at a quarter of its resolution, so it asks "
+                        "for features, not for pixel texture")
     p.add_argument("--spectral_norm", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.spectral_norm,
                    help="spectral normalisation in the discriminator")

@@ -36,14 +36,14 @@ class TrainConfig:
     band: int = 4  # pixels (at 128x128) around the hole for the overlap loss and the blend
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
     feather: bool = True  # blend the restoration into the context across the band
-    discriminator: str = "patch"  # one of neuralnet.DISCRIMINATORS
+    discriminator: str = "quarter"  # one of neuralnet.DISCRIMINATORS
     spectral_norm: bool = True  # spectral normalisation in the discriminator
     epoch: int = 36
     batch: int = 32  # twice the original's updates per epoch: the budget allows few images
     lr: float = 4e-4
     beta1: float = 0.9
     beta2: float = 0.999
-    adv_weight: float = 1.0
+    adv_weight: float = 10.0
     ema: float = 0.99
     train_mask: str = "mixed"  # random boxes, and the surgical mask's hole for a quarter
     test_mask: str = "center"
@@ -88,9 +88,8 @@ def build_generator(config):
 
 
 def build_discriminator(config):
-    if config.discriminator == "patch":
-        return neuralnet.PatchDiscriminator(config.img_size, spectral_norm=config.spectral_norm)
-    return neuralnet.Discriminator(config.img_size, spectral_norm=config.spectral_norm)
+    return neuralnet.Discriminator(config.img_size, spectral_norm=config.spectral_norm,
+                                   halvings=neuralnet.DISCRIMINATORS[config.discriminator])
 
 
 def generator_input(masked, masks, config):
@@ -148,11 +147,9 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
             if band and config.overlap_weight:
                 ring = datamanager.grow(masks, band) - masks
                 fit += config.overlap_weight * losses.reconstruction_loss(images, restored, ring)
-            # Patch logits: only the patches that show the hole are the composite's own.
-            weights = losses.hole_patches(masks, fake) if config.discriminator == "patch" else None
-            adv = losses.generator_adversarial_loss(fake, weights)
+            adv = losses.generator_adversarial_loss(fake)
             per_image = {"rec": rec, "adv": adv, "total": fit + config.adv_weight * adv,
-                         "disc": losses.discriminator_loss(real, fake, weights)}
+                         "disc": losses.discriminator_loss(real, fake)}
             means = {name: tf.nn.compute_average_loss(value, global_batch_size=global_batch)
                      for name, value in per_image.items()}
         # scale_loss is the identity except under float16 loss scaling.

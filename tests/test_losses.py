@@ -76,21 +76,3 @@ def test_overlap_band_and_feather_follow_the_side():
     top, left, side = datamanager.center_box(256)
     assert alpha[top - 8, left + 5] > 0 and alpha[top - 9, left + 5] == 0
     assert np.all(alpha[top:top + side, left:left + side] == 1)
-
-
-def test_patch_losses_count_only_the_patches_that_show_the_hole():
-    masks = datamanager.make_masks("center", 2, 32, [0, 0])  # rows and columns 11..20
-    logits = tf.zeros([2, 4, 4, 1])  # one logit per 8x8 cell
-    weights = losses.hole_patches(masks, logits)
-    expected = np.zeros((4, 4))
-    expected[1:3, 1:3] = 1  # cells 8..15 and 16..23 hold hole pixels
-    assert np.array_equal(weights.numpy()[0, ..., 0], expected)
-    # the composite's context patches are the photo's own: their logits do not count
-    elsewhere = tf.where(weights > 0, logits, 5.0)
-    for loss in (lambda f: losses.generator_adversarial_loss(f, weights),
-                 lambda f: losses.discriminator_loss(logits, f, weights)):
-        np.testing.assert_allclose(loss(logits).numpy(), loss(elsewhere).numpy())
-    np.testing.assert_allclose(losses.generator_adversarial_loss(logits, weights).numpy(),
-                               [np.log(2.0)] * 2, rtol=1e-6)
-    np.testing.assert_allclose(losses.discriminator_loss(logits, logits, weights).numpy(),
-                               [2 * np.log(2.0)] * 2, rtol=1e-6)

@@ -51,14 +51,17 @@ def test_facemask_covers_the_lower_face_from_nose_to_chin():
     assert 0.15 < mask.mean() < 0.3
 
 
-def test_mixed_masks_are_a_quarter_facemasks_and_the_rest_random_boxes():
+def test_mixed_masks_are_a_quarter_facemasks_a_quarter_centred_and_the_rest_random_boxes():
     size, batch = 64, 400
     mixed = datamanager.make_masks("mixed", batch, size, [3, 4]).numpy()
     boxes = datamanager.make_masks("random", batch, size, [3, 4]).numpy()
     face = datamanager.make_masks("facemask", 1, size, [0, 0]).numpy()[0]
+    centre = datamanager.make_masks("center", 1, size, [0, 0]).numpy()[0]
     is_face = np.all(mixed == face, axis=(1, 2, 3))
+    is_centre = np.all(mixed == centre, axis=(1, 2, 3))
+    is_box = ~is_face & ~is_centre
     # the boxes are the "random" boxes of the same seed, so a resumed run draws the same
-    assert np.array_equal(mixed[~is_face], boxes[~is_face])
+    assert np.array_equal(mixed[is_box], boxes[is_box])
     # binomial(400, 0.25): 100 +- 8.7; outside 70..130 has odds below 1 in 1,000
-    assert 70 <= is_face.sum() <= 130
+    assert 70 <= is_face.sum() <= 130 and 70 <= is_centre.sum() <= 130
     assert np.array_equal(mixed, datamanager.make_masks("mixed", batch, size, [3, 4]).numpy())

@@ -79,16 +79,15 @@ def check_discriminator_logits_under_bfloat16():
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         image = tf.zeros([1, 32, 32, 3])
-        whole = neuralnet.Discriminator(32, spectral_norm=True)(image)
-        patches = neuralnet.PatchDiscriminator(32)(image)
+        logits = [neuralnet.Discriminator(32, spectral_norm=True, halvings=halvings)(image)
+                  for halvings in neuralnet.DISCRIMINATORS.values()]
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
-    assert whole.dtype == tf.float32 and whole.shape == (1, 1)
-    assert patches.dtype == tf.float32 and patches.shape == (1, 4, 4, 1)
+    assert all(x.dtype == tf.float32 and x.shape == (1, 1) for x in logits)
 
 
 ORIGINAL_RECIPE = ("--discriminator whole --upsample transpose --no-mask_channel --band 0 --no-feather "
-                   "--no-spectral_norm --lr 1e-4 --batch 64 --epoch 20")
+                   "--no-spectral_norm --adv_weight 1 --lr 1e-4 --batch 64 --epoch 20")
 
 
 def test_the_documented_original_recipe_builds_the_original_networks():
@@ -102,10 +101,17 @@ def test_the_documented_original_recipe_builds_the_original_networks():
     assert tf_process.build_discriminator(config).count_params() == 1_478_033
 
 
-def test_patch_discriminator_gives_one_float32_logit_per_8x8_patch():
-    trainable = sum(int(np.prod(w.shape)) for w in neuralnet.PatchDiscriminator(128).trainable_weights)
-    # 4x4 convolutions 3->32->64->128, then a 3x3 one to 1 logit, with biases
-    assert trainable == (16 * 3 * 32 + 32) + (16 * 32 * 64 + 64) + (16 * 64 * 128 + 128) + (9 * 128 + 1)
+def test_quarter_discriminator_is_the_original_at_a_quarter_of_the_resolution():
+    quarter = tf_process.build_discriminator(tf_process.TrainConfig(spectral_norm=False))
+    assert quarter.count_params() == 1_478_033
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in quarter.layers}
+    assert shapes["d_mean2"] == (32, 32, 3) and shapes["d_enc6_conv2"] == (4, 4, 256)
+    # what it judges is the 3x3 mean at stride 2, twice: a one-pixel checkerboard reaches it
+    # as a flat grey, so its gradient cannot ask for one
+    checker = (np.indices((128, 128)).sum(0) % 2).astype(np.float32)
+    image = np.repeat(checker[None, ..., None], 3, axis=-1)
+    seen = tf.keras.Model(quarter.input, quarter.get_layer("d_mean2").output)(image).numpy()
+    np.testing.assert_allclose(seen[0, :-1, :-1], 4 / 9, atol=1e-6)
     for size in (32, 64):
-        logits = neuralnet.PatchDiscriminator(size)(tf.random.uniform([2, size, size, 3]))
-        assert logits.shape == (2, size // 8, size // 8, 1) and logits.dtype == tf.float32
+        logits = neuralnet.Discriminator(size, halvings=2)(tf.random.uniform([2, size, size, 3]))
+        assert logits.shape == (2, 1) and logits.dtype == tf.float32
