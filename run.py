@@ -247,10 +247,14 @@ def train_and_test(args, argv):
               f"{len(train_idx)} train, {len(test_idx)} test")
         with strategy.scope():
             generator = tf_process.build_generator(config)
-            discriminator = tf_process.build_discriminator(config)
-        print(f"generator: {generator.count_params():,} parameters; "
-              f"discriminator: {discriminator.count_params():,} parameters; "
-              f"{policy} on {strategy.num_replicas_in_sync} replica(s)")
+            # A test needs the generator alone, so a run trained with a discriminator since
+            # pruned (its config.json names it) still tests.
+            discriminator = (None if args.mode == "test"
+                             else tf_process.build_discriminator(config))
+        sizes = [f"generator: {generator.count_params():,} parameters"]
+        if discriminator is not None:
+            sizes.append(f"discriminator: {discriminator.count_params():,} parameters")
+        print(f"{'; '.join(sizes)}; {policy} on {strategy.num_replicas_in_sync} replica(s)")
         if args.mode in ("train_test", "train"):
             tf_process.train(config, args.out_dir, images, train_idx, test_idx,
                              generator, discriminator, strategy, resume=args.resume)

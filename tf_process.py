@@ -45,7 +45,7 @@ class TrainConfig:
     beta2: float = 0.999
     adv_weight: float = 10.0
     ema: float = 0.99
-    train_mask: str = "mixed"  # random boxes, and the surgical mask's hole for a quarter
+    train_mask: str = "mixed"  # the surgical mask's hole and the centre square, a quarter each
     test_mask: str = "center"
     seed: int = 0
     xla: bool = False

@@ -129,6 +129,20 @@ def test_test_mode_reports_the_training_throughput_of_the_trained_batch(trained_
     assert timing["train_images_per_second"] == pytest.approx(48 / timing["train_seconds"])
 
 
+def test_a_run_trained_with_the_pruned_patch_discriminator_still_tests(trained_run, face_folder,
+                                                                       tmp_path):
+    out = tmp_path / "old"
+    shutil.copytree(trained_run, out)
+    config = json.loads((out / "config.json").read_text())
+    config["discriminator"] = "patch"  # the default until 7291642
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "test_metrics.json").unlink()
+    assert run.main(["--data_dir", face_folder, "--out_dir", str(out), "--mode", "test",
+                     "--img_size", "32", "--batch", "16", "--test_ratio", "0.25"]) == 0
+    with open(out / "test_metrics.json") as f:
+        assert json.load(f)["images"] == 9
+
+
 def test_console_written_to_a_file_is_plain(tmp_path):
     log = tmp_path / "log"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
