@@ -22,7 +22,7 @@ CACHE_VERSION = 1  # bump when decoding changes, so stale caches are never reuse
 MASKS = ("center", "random", "facemask", "mixed")
 # Shares of the "mixed" training holes; the rest are random boxes.
 FACEMASK_SHARE = 0.25
-CENTER_SHARE = 0.25
+CENTER_SHARE = 0.5
 
 
 class DataError(Exception):
