@@ -372,7 +372,10 @@ def test_memory_stays_flat_over_an_epoch_of_10000_images(tmp_path):
                     pass
     assert child.wait() == 0, child.stderr.read()
     steps = 9_500 // 64
-    first = [rss for step, rss in samples.items() if steps * 0.05 <= step <= steps / 4]
+    # The allocator still grows over the first steps and its resident size swings by ~5 %
+    # from step to step (more with oneDNN off and another process on the cores): a leak is
+    # the level of the last quarter above that of the second, medians against medians.
+    second = [rss for step, rss in samples.items() if steps / 4 <= step <= steps / 2]
     last = [rss for step, rss in samples.items() if step >= steps * 3 / 4]
-    assert len(first) >= 3 and len(last) >= 3, samples
-    assert max(last) <= 1.10 * np.median(first), (first, last)
+    assert len(second) >= 3 and len(last) >= 3, samples
+    assert np.median(last) <= 1.05 * np.median(second), (second, last)
