@@ -42,9 +42,11 @@ def _mosaic(images, columns):
 
 
 def _save_png(image, path):
-    """Writes through a temporary file, so a reader never sees half a picture."""
+    """Writes through a temporary file, so a reader never sees half a picture. zlib's
+    fastest level: an epoch's 5132x1320 sample grid takes 0.6 s instead of 1.0 s to write,
+    for a file 16 % larger."""
     with run_folder.atomic_path(path) as tmp:
-        image.save(tmp)
+        image.save(tmp, compress_level=1)
 
 
 def _labelled_panels(panels, titles, path, gap=4):
@@ -163,7 +165,9 @@ def plot_losses(path, steps, epochs, references):
               loc="center left")
     for ax in axes[2:]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
+    # What tight_layout finds for this figure, fixed: computing it took 0.6 s of every
+    # epoch's redraw.
+    fig.subplots_adjust(left=0.035, right=0.965, bottom=0.13, top=0.92, wspace=0.16)
     try:
         with run_folder.atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=100)
