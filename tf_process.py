@@ -43,7 +43,7 @@ class TrainConfig:
     lr: float = 4e-4
     beta1: float = 0.9
     beta2: float = 0.999
-    adv_weight: float = 15.0
+    adv_weight: float = 20.0
     ema: float = 0.99
     train_mask: str = "mixed"  # half the centre square, a quarter the surgical mask's hole
     test_mask: str = "center"
