@@ -60,6 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--beta2", type=float, default=DEFAULTS.beta2, help="Adam beta2")
     p.add_argument("--adv_weight", type=float, default=DEFAULTS.adv_weight,
                    help="weight of the generator's adversarial loss")
+    p.add_argument("--d_shift", type=int, default=DEFAULTS.d_shift,
+                   help="the discriminator sees the real and the restored picture moved by "
+                        "one random translation of up to this many pixels (at 128x128, scaled "
+                        "with --img_size) each step; 0: not moved")
     p.add_argument("--ema", type=float, default=DEFAULTS.ema,
                    help="decay of the moving average of generator weights used for sample "
                         "grids, metrics and test; 0 uses the last weights as they are")
@@ -128,6 +132,7 @@ def check_args(args):
          f"--n_synthetic {args.n_synthetic}: draw at least 2 faces"),
         (not 0 <= args.ema < 1, f"--ema {args.ema}: the decay must be in [0, 1)"),
         (args.band < 0, f"--band {args.band}: the band needs 0 or more pixels"),
+        (not 0 <= args.d_shift <= 32, f"--d_shift {args.d_shift}: must be 0 to 32 pixels"),
         (args.overlap_weight < 0, f"--overlap_weight {args.overlap_weight}: must be 0 or more"),
     ]
     return next((message for failed, message in problems if failed), None)
@@ -176,7 +181,7 @@ def train_config(args):
         feather=args.feather, discriminator=args.discriminator,
         spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
-        adv_weight=args.adv_weight, ema=args.ema, train_mask=args.train_mask,
+        adv_weight=args.adv_weight, d_shift=args.d_shift, ema=args.ema, train_mask=args.train_mask,
         test_mask=args.test_mask, seed=args.seed, xla=args.xla)
 
 

@@ -87,7 +87,7 @@ def check_discriminator_logits_under_bfloat16():
 
 
 ORIGINAL_RECIPE = ("--discriminator whole --upsample transpose --no-mask_channel --band 0 --no-feather "
-                   "--no-spectral_norm --adv_weight 1 --lr 1e-4 --batch 64 --epoch 20")
+                   "--no-spectral_norm --d_shift 0 --adv_weight 1 --lr 1e-4 --batch 64 --epoch 20")
 
 
 def test_the_documented_original_recipe_builds_the_original_networks():
@@ -95,7 +95,8 @@ def test_the_documented_original_recipe_builds_the_original_networks():
     assert f"python run.py {ORIGINAL_RECIPE}" in readme
     config = run.train_config(run.parse_args(ORIGINAL_RECIPE.split()))
     assert (config.discriminator, config.upsample, config.mask_channel, config.band,
-            config.feather, config.spectral_norm) == ("whole", "transpose", False, 0, False, False)
+            config.feather, config.spectral_norm, config.d_shift) == (
+                "whole", "transpose", False, 0, False, False, 0)
     assert (config.lr, config.batch, config.epoch, config.adv_weight) == (1e-4, 64, 20, 1.0)
     assert tf_process.build_generator(config).count_params() == 3_607_331
     assert tf_process.build_discriminator(config).count_params() == 1_478_033

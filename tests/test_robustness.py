@@ -150,6 +150,7 @@ def test_unusual_images_load_as_upright_rgb(tmp_path):
     (["--img_size", "48"], "--img_size 48"),
     (["--test_ratio", "0"], "--test_ratio 0"),
     (["--test_ratio", "1.5"], "--test_ratio 1.5"),
+    (["--d_shift", "33"], "--d_shift 33"),
 ])
 def test_bad_flags_are_refused_before_any_work(tmp_path, capsys, flags, named):
     out = tmp_path / "out"

@@ -95,6 +95,17 @@ def test_generator_adversarial_loss_is_non_saturating(fake_logit, expected):
     np.testing.assert_allclose(d, [0.0], atol=1e-6)
 
 
+def test_translate_moves_the_picture_and_mirrors_what_it_uncovers():
+    image = tf.reshape(tf.range(2 * 6 * 6 * 3, dtype=tf.float32), [2, 6, 6, 3])
+    np.testing.assert_array_equal(tf_process.translate(image, [2, 2], 2), image)
+    moved = tf_process.translate(image, [0, 4], 2).numpy()  # 2 down, 2 left
+    np.testing.assert_array_equal(moved[:, 2:, :4], image[:, :4, 2:])
+    mirrored_rows, mirrored_columns = [2, 1], [2, 3, 4, 5, 4, 3]
+    np.testing.assert_array_equal(moved[:, :2], image.numpy()[:, mirrored_rows][:, :, mirrored_columns])
+    assert tf_process.shift_pixels(tf_process.TrainConfig()) == 4
+    assert tf_process.shift_pixels(tf_process.TrainConfig(img_size=32)) == 1
+
+
 def test_train_step_is_traced_once_across_epochs(face_folder, tmp_path):
     images = datamanager.prepare_images(str(tmp_path), 32, data_dir=face_folder)
     train, _ = datamanager.split(images.count, 0.25)
