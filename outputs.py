@@ -331,6 +331,20 @@ def estimate_line(images_per_second, batch, steps_per_epoch, epochs, steps_left,
     return line
 
 
+def overhead_line(images_per_second, batch, steps_per_epoch, epochs, epochs_left,
+                  overhead_seconds):
+    """Once an epoch's evaluation, checkpoint and pictures were timed: when the epochs left
+    end with them, and over the budget the --epoch whose training and evaluations fit it."""
+    epoch_seconds = steps_per_epoch * batch / images_per_second + overhead_seconds
+    line = (f"each epoch also spends {overhead_seconds:.1f} s on its evaluation, checkpoint and "
+            f"pictures: the {epochs_left} epochs left end in about "
+            f"{duration(epochs_left * epoch_seconds)}")
+    fits = int(BUDGET_SECONDS // epoch_seconds)
+    if epochs * epoch_seconds > BUDGET_SECONDS and fits:
+        line += f". With them, --epoch {fits} fits {duration(BUDGET_SECONDS)}"
+    return line
+
+
 class Estimate:
     """Prints estimate_line once, as soon as the step's speed is known: after the steps that
     trace and warm up the train step, over at least a few seconds of steps."""
@@ -341,12 +355,25 @@ class Estimate:
         self.batch, self.steps_per_epoch, self.epochs = batch, steps_per_epoch, epochs
         self.steps_done, self.seconds_done = steps_done, seconds_done
         self.steps, self.start, self.since, self.printed = 0, time.perf_counter(), None, False
+        self.images_per_second, self.epochs_worked, self.overhead_said = None, 0, False
 
     def _say(self, progress, images_per_second, now):
         steps_left = self.epochs * self.steps_per_epoch - self.steps_done - self.steps
         progress.note(estimate_line(images_per_second, self.batch, self.steps_per_epoch,
                                     self.epochs, steps_left, self.seconds_done + now - self.start))
-        self.printed = True
+        self.printed, self.images_per_second = True, images_per_second
+
+    def on_epoch_work(self, progress, seconds, epochs_left):
+        """Call after an epoch's evaluation, checkpoint and pictures, which took `seconds`:
+        after the second (the first also traces the evaluation), says once when the run's
+        epochs end with them."""
+        self.epochs_worked += 1
+        if (self.overhead_said or self.epochs_worked < 2 or self.images_per_second is None
+                or not epochs_left):
+            return
+        progress.note(overhead_line(self.images_per_second, self.batch, self.steps_per_epoch,
+                                    self.epochs, epochs_left, seconds))
+        self.overhead_said = True
 
     def on_step(self, progress):
         """Call after every train step of this process."""

@@ -410,7 +410,8 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
                 bar.update(step, [(k, float(v)) for k, v in history[-1].items()]
                            + [("img/s", rate)])
                 estimate.on_step(bar)
-            seconds = time.perf_counter() - start
+            steps_end = time.perf_counter()
+            seconds = steps_end - start
             estimate.on_epoch_end(bar)
             first_step = global_step() - len(history) + 1
             step_losses = {k: np.array([float(h[k]) for h in history])
@@ -451,6 +452,7 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
                 model)
             _save(manager, global_step())
             monitor.draw(epoch + 1)
+            estimate.on_epoch_work(bar, time.perf_counter() - steps_end, config.epoch - epoch - 1)
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)

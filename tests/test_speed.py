@@ -75,6 +75,20 @@ def test_estimate_waits_for_the_warm_up_and_prints_once(monkeypatch):
     assert len(printed.lines) == 1
 
 
+def test_the_epochs_left_are_timed_with_their_evaluations_once():
+    estimate, printed = outputs.Estimate(32, 42, 36, 0, 0.0), _Printed()
+    estimate._say(printed, 56.0, estimate.start)
+    estimate.on_epoch_work(printed, 9.0, 35)  # the first also traces: not said
+    assert len(printed.lines) == 1
+    # an epoch: 42 steps of 32 images at 56 images/s = 24 s, and 6 s of evaluation
+    estimate.on_epoch_work(printed, 6.0, 34)
+    estimate.on_epoch_work(printed, 6.0, 33)
+    assert printed.lines[1:] == [
+        ("each epoch also spends 6.0 s on its evaluation, checkpoint and pictures: the 34 "
+         "epochs left end in about 17 min 0 s. With them, --epoch 30 fits 15 min 0 s")]
+    assert outputs.overhead_line(84.0, 32, 42, 36, 35, 4.0).endswith("about 11 min 40 s")
+
+
 @pytest.mark.parametrize("env", [{"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}])
 def test_no_bfloat16_where_onednn_cannot_run_it(env):
     """oneDNN limited to AVX2 has no bfloat16 convolutions, and TensorFlow's own kernels
