@@ -337,7 +337,7 @@ def overhead_line(images_per_second, batch, steps_per_epoch, epochs, epochs_left
     end with them, and over the budget the --epoch whose training and evaluations fit it."""
     epoch_seconds = steps_per_epoch * batch / images_per_second + overhead_seconds
     line = (f"each epoch also spends {overhead_seconds:.1f} s on its evaluation, checkpoint and "
-            f"pictures: the {epochs_left} epochs left end in about "
+            f"pictures: the {epochs_left} epoch{'s' * (epochs_left != 1)} left end in about "
             f"{duration(epochs_left * epoch_seconds)}")
     fits = int(BUDGET_SECONDS // epoch_seconds)
     if epochs * epoch_seconds > BUDGET_SECONDS and fits:

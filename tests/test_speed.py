@@ -87,6 +87,7 @@ def test_the_epochs_left_are_timed_with_their_evaluations_once():
         ("each epoch also spends 6.0 s on its evaluation, checkpoint and pictures: the 34 "
          "epochs left end in about 17 min 0 s. With them, --epoch 30 fits 15 min 0 s")]
     assert outputs.overhead_line(84.0, 32, 42, 36, 35, 4.0).endswith("about 11 min 40 s")
+    assert "the 1 epoch left end in about 20 s" in outputs.overhead_line(84.0, 32, 42, 3, 1, 4.0)
 
 
 @pytest.mark.parametrize("env", [{"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}])
