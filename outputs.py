@@ -354,14 +354,15 @@ class Estimate:
     def __init__(self, batch, steps_per_epoch, epochs, steps_done, seconds_done):
         self.batch, self.steps_per_epoch, self.epochs = batch, steps_per_epoch, epochs
         self.steps_done, self.seconds_done = steps_done, seconds_done
-        self.steps, self.start, self.since, self.printed = 0, time.perf_counter(), None, False
+        self.steps, self.start, self.since = 0, time.perf_counter(), None
+        # the speed the first line said, None before it
         self.images_per_second, self.epochs_worked, self.overhead_said = None, 0, False
 
     def _say(self, progress, images_per_second, now):
         steps_left = self.epochs * self.steps_per_epoch - self.steps_done - self.steps
         progress.note(estimate_line(images_per_second, self.batch, self.steps_per_epoch,
                                     self.epochs, steps_left, self.seconds_done + now - self.start))
-        self.printed, self.images_per_second = True, images_per_second
+        self.images_per_second = images_per_second
 
     def on_epoch_work(self, progress, seconds, epochs_left):
         """Call after an epoch's evaluation, checkpoint and pictures, which took `seconds`:
@@ -378,7 +379,7 @@ class Estimate:
     def on_step(self, progress):
         """Call after every train step of this process."""
         self.steps += 1
-        if self.printed:
+        if self.images_per_second is not None:
             return
         now = time.perf_counter()
         if self.steps == self.WARMUP_STEPS:
@@ -389,7 +390,7 @@ class Estimate:
 
     def on_epoch_end(self, progress):
         """An epoch too short to measure in: the speed from what it did."""
-        if self.printed or not self.steps:
+        if self.images_per_second is not None or not self.steps:
             return
         measured = self.steps - self.WARMUP_STEPS
         now = time.perf_counter()
