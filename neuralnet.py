@@ -20,6 +20,10 @@ initialiser (scale 1, fan-in, untruncated normal). At 128x128x3:
 | dec 6      | transposed conv 16 stride 2, conv 16, conv 3 (sigmoid)   | 128x128x3  |      7,379 |
 |            | generator total                                          |            |  3,607,331 |
 
+The default decoder ("reduce" upsampling) replaces each transposed convolution by a 1x1
+convolution at the input's resolution, a 2x nearest resize and a 3x3 convolution: dec 2 to
+dec 6 hold 328,064 / 311,680 / 82,112 / 20,576 / 5,168 parameters, the generator 3,471,763.
+
 The original's discriminator ("whole") is the same six encoder stages with weights of its
 own (1,473,936 parameters), flattened (4*4*256) into one dense unit (4,097): 1,478,033
 parameters. The original ended it in a sigmoid; it gives logits here, for the numerically
@@ -88,17 +92,21 @@ def _check_size(img_size):
         raise ValueError(f"image side must be a positive multiple of {DOWNSAMPLING}, got {img_size}")
 
 
-UPSAMPLING = ("transpose", "nearest")
+UPSAMPLING = ("transpose", "reduce")
 
 
 def _upsample(x, filters, name, kind):
     """2x upsampling to `filters` channels. "transpose": the original's stride-2 transposed
     3x3 convolution, whose uneven overlaps leave a checkerboard (Odena et al. 2016).
-    "nearest": a 2x nearest resize, then a 3x3 convolution: the same parameters, no
-    checkerboard, but the convolution runs at the output resolution (4x its arithmetic)."""
+    "reduce": a 1x1 convolution to `filters` channels (linear) at the input's resolution,
+    a 2x nearest resize, then a 3x3 convolution: no checkerboard, and the 3x3 convolution
+    at the output's resolution reads `filters` channels, half of what the input has at
+    every stage but dec 3. Resizing the input itself instead made the train step a fifth
+    slower for the same scores (docs/ablation.md)."""
     if kind == "transpose":
         return layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="elu",
                                       kernel_initializer=_initializer(), name=f"{name}_upconv")(x)
+    x = layers.Conv2D(filters, 1, kernel_initializer=_initializer(), name=f"{name}_reduce")(x)
     x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
     return _conv(filters, f"{name}_upconv")(x)
 
@@ -109,6 +117,9 @@ def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False
     mask_channel: the hole as a fourth input channel, so a black pixel of the photo and a
     hidden one differ."""
     _check_size(img_size)
+    if upsample not in UPSAMPLING:
+        raise ValueError(f"upsampling {upsample!r} is not one of {', '.join(UPSAMPLING)}; a run "
+                         "trained with 'nearest' needs the version before it was removed")
     masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
     x = encoder(masked, "g_")
     x = ChannelWiseDense(name="g_channelwise_dense")(x)

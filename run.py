@@ -69,7 +69,8 @@ def parse_args(argv=None):
                         "grids, metrics and test; 0 uses the last weights as they are")
     p.add_argument("--upsample", choices=neuralnet.UPSAMPLING, default=DEFAULTS.upsample,
                    help="the decoder's 2x upsampling: the original's transposed convolution, "
-                        "or a nearest resize then a 3x3 convolution (no checkerboard)")
+                        "or a 1x1 convolution, a nearest resize and a 3x3 convolution (no "
+                        "checkerboard)")
     p.add_argument("--mask_channel", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.mask_channel,
                    help="give the generator the hole as a fourth input channel")

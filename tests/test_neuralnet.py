@@ -60,15 +60,32 @@ def test_channelwise_dense_equals_one_dense_layer_per_channel():
 
 
 def test_levers_keep_the_parameter_counts():
-    # a resize convolution has the transposed convolution's kernel; the mask channel adds one
-    # input channel to the first convolution
-    assert neuralnet.Generator(128, upsample="nearest").count_params() == 3_607_331
+    # the mask channel adds one input channel to the first convolution
     assert neuralnet.Generator(128, mask_channel=True).count_params() == 3_607_331 + 16 * 9
     x = tf.zeros([1, 128, 128, 3])
     normalised = neuralnet.Discriminator(128, spectral_norm=True)
     assert normalised(x).shape == (1, 1)
     assert normalised.count_params() > 1_478_033  # plus the power iteration's vectors
     assert len(normalised.trainable_weights) == len(neuralnet.Discriminator(128).trainable_weights)
+
+
+def test_reduce_upsampling_narrows_the_channels_before_the_resize():
+    generator = neuralnet.Generator(128, upsample="reduce")
+    # each transposed convolution (in*out*9 + out) becomes a 1x1 (in*out + out) and a 3x3
+    # convolution over the narrowed map (out*out*9 + out)
+    ins, outs = (256, 128, 128, 64, 32), neuralnet.DECODER_FILTERS
+    removed = sum(i * o * 9 for i, o in zip(ins, outs))
+    added = sum(i * o + o * o * 9 + o for i, o in zip(ins, outs))
+    assert generator.count_params() == 3_607_331 - removed + added == 3_471_763
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in generator.layers}
+    assert shapes["g_dec6_reduce"] == (64, 64, 16) and shapes["g_dec6_resize"] == (128, 128, 16)
+    assert shapes["g_dec2_reduce"] == (4, 4, 128) and shapes["g_dec2_upconv"] == (8, 8, 128)
+    assert generator(tf.zeros([2, 128, 128, 3])).shape == (2, 128, 128, 3)
+
+
+def test_an_unknown_upsampling_is_refused_by_name():
+    with pytest.raises(ValueError, match="'nearest' is not one of transpose, reduce"):
+        neuralnet.Generator(32, upsample="nearest")
 
 
 def test_discriminator_logits_stay_float32_under_mixed_precision():

@@ -178,7 +178,7 @@ def test_every_lever_trains_under_mixed_precision():
 def check_every_lever_under_bfloat16():
     for discriminator in neuralnet.DISCRIMINATORS:
         check_levers_under_bfloat16(tf_process.TrainConfig(
-            img_size=32, upsample="nearest", mask_channel=True, band=4, feather=True,
+            img_size=32, upsample="reduce", mask_channel=True, band=4, feather=True,
             discriminator=discriminator, spectral_norm=True))
 
 
