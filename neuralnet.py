@@ -92,6 +92,9 @@ def _check_size(img_size):
         raise ValueError(f"image side must be a positive multiple of {DOWNSAMPLING}, got {img_size}")
 
 
+# What --upsample trains. "nearest" (the resize first, then the 3x3 convolution over the
+# input's channels) is still built, so that runs trained with it, the default until
+# eb86279, still test and restore photos.
 UPSAMPLING = ("transpose", "reduce")
 
 
@@ -106,7 +109,10 @@ def _upsample(x, filters, name, kind):
     if kind == "transpose":
         return layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="elu",
                                       kernel_initializer=_initializer(), name=f"{name}_upconv")(x)
-    x = layers.Conv2D(filters, 1, kernel_initializer=_initializer(), name=f"{name}_reduce")(x)
+    if kind == "reduce":
+        x = layers.Conv2D(filters, 1, kernel_initializer=_initializer(), name=f"{name}_reduce")(x)
+    elif kind != "nearest":
+        raise ValueError(f"upsampling {kind!r} is not one of {', '.join(UPSAMPLING)}")
     x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
     return _conv(filters, f"{name}_upconv")(x)
 
@@ -117,9 +123,6 @@ def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False
     mask_channel: the hole as a fourth input channel, so a black pixel of the photo and a
     hidden one differ."""
     _check_size(img_size)
-    if upsample not in UPSAMPLING:
-        raise ValueError(f"upsampling {upsample!r} is not one of {', '.join(UPSAMPLING)}; a run "
-                         "trained with 'nearest' needs the version before it was removed")
     masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
     x = encoder(masked, "g_")
     x = ChannelWiseDense(name="g_channelwise_dense")(x)
