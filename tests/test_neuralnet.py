@@ -90,8 +90,6 @@ def test_an_unknown_upsampling_is_refused_by_name():
         neuralnet.Generator(32, upsample="bilinear")
 
 
-
-
 def test_discriminator_logits_stay_float32_under_mixed_precision():
     with_bfloat16_kernels(check_discriminator_logits_under_bfloat16)
 
