@@ -23,9 +23,6 @@ initialiser (scale 1, fan-in, untruncated normal). At 128x128x3:
 The default decoder ("reduce" upsampling) replaces each transposed convolution by a 1x1
 convolution at the input's resolution, a 2x nearest resize and a 3x3 convolution: dec 2 to
 dec 6 hold 328,064 / 311,680 / 82,112 / 20,576 / 5,168 parameters, the generator 3,471,763.
-The default also gives the generator the hole as a fourth input channel (+144) and joins
-that input, averaged to 32x32 and 64x64, to the maps of dec 4 and dec 5 before their last
-convolution ("context skips": +2,304 and +1,152): 3,475,363 parameters.
 
 The original's discriminator ("whole") is the same six encoder stages with weights of its
 own (1,473,936 parameters), flattened (4*4*256) into one dense unit (4,097): 1,478,033
@@ -120,22 +117,11 @@ def _upsample(x, filters, name, kind):
     return _conv(filters, f"{name}_upconv")(x)
 
 
-# The decoder stages that read the generator's own input besides the bottleneck's map.
-CONTEXT_STAGES = (4, 5)
-
-
-def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False,
-              context_skips=False):
+def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False):
     """Masked image in [0, 1] -> full restored image in [0, 1].
 
     mask_channel: the hole as a fourth input channel, so a black pixel of the photo and a
-    hidden one differ.
-    context_skips: the input, averaged down to a quarter and a half of the side, joins the
-    map of decoder stages 4 and 5 before their last convolution. Through the 4x4 bottleneck
-    alone the decoder must redraw the context it continues (where the hair's edge meets the
-    hole, the eyes' colours); with the picture beside it, it learns the face sooner and
-    without the eyes' colour specks. Joined at full resolution too, the hole's edge became
-    a square outline (docs/ablation.md)."""
+    hidden one differ."""
     _check_size(img_size)
     masked = layers.Input((img_size, img_size, channels + int(mask_channel)), name="masked")
     x = encoder(masked, "g_")
@@ -144,10 +130,6 @@ def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False
     x = _conv(256, "g_dec1_conv2")(x)
     for stage, filters in enumerate(DECODER_FILTERS, start=2):
         x = _upsample(x, filters, f"g_dec{stage}", upsample)
-        if context_skips and stage in CONTEXT_STAGES:
-            seen = layers.AveragePooling2D(img_size // x.shape[1],
-                                           name=f"g_dec{stage}_context")(masked)
-            x = layers.Concatenate(name=f"g_dec{stage}_join")([x, seen])
         x = _conv(filters, f"g_dec{stage}_conv")(x)
     # The output layer stays float32 under mixed precision: losses and pictures need it.
     restored = _conv(channels, "g_output", activation="sigmoid", dtype="float32")(x)

@@ -74,10 +74,6 @@ def parse_args(argv=None):
     p.add_argument("--mask_channel", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.mask_channel,
                    help="give the generator the hole as a fourth input channel")
-    p.add_argument("--context_skips", action=argparse.BooleanOptionalAction,
-                   default=DEFAULTS.context_skips,
-                   help="join the generator's input, averaged to a quarter and a half of "
-                        "the side, to decoder stages 4 and 5")
     p.add_argument("--band", type=int, default=DEFAULTS.band,
                    help="width in pixels (at 128x128, scaled with --img_size) of the band "
                         "around the hole for the overlap loss and the feathered blend; 0: none")
@@ -181,8 +177,8 @@ def _indices(text):
 def train_config(args):
     """The training settings the library takes, from the flags."""
     return tf_process.TrainConfig(
-        img_size=args.img_size, upsample=args.upsample, mask_channel=args.mask_channel,
-        context_skips=args.context_skips, band=args.band, overlap_weight=args.overlap_weight,
+        img_size=args.img_size, upsample=args.upsample,
+        mask_channel=args.mask_channel, band=args.band, overlap_weight=args.overlap_weight,
         feather=args.feather, discriminator=args.discriminator,
         spectral_norm=args.spectral_norm,
         epoch=args.epoch, batch=args.batch, lr=args.lr, beta1=args.beta1, beta2=args.beta2,

@@ -33,7 +33,6 @@ class TrainConfig:
     # 15-minute CPU budget; the README gives the command line of the original's recipe.
     upsample: str = "reduce"  # the decoder's 2x upsampling: one of neuralnet.UPSAMPLING
     mask_channel: bool = True  # the hole as a fourth input channel of the generator
-    context_skips: bool = True  # the input, averaged down, joins decoder stages 4 and 5
     band: int = 4  # pixels (at 128x128) around the hole for the overlap loss and the blend
     overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
     feather: bool = True  # blend the restoration into the context across the band
@@ -69,7 +68,6 @@ def load_config(out_dir):
         return None
     with open(path) as f:
         saved = json.load(f)
-    saved.setdefault("context_skips", False)  # runs trained before 2026-11-30 had none
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in saved.items() if k in fields})
 
@@ -87,8 +85,7 @@ def band_pixels(config):
 
 def build_generator(config):
     return neuralnet.Generator(config.img_size, upsample=config.upsample,
-                               mask_channel=config.mask_channel,
-                               context_skips=config.context_skips)
+                               mask_channel=config.mask_channel)
 
 
 def build_discriminator(config):
