@@ -185,7 +185,9 @@ def read_csv(path):
     with open(path, newline="") as f:
         text = f.read()
     complete = text[:text.rfind("\n") + 1]
-    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(complete))]
+    # Counts stay integers, so a resumed run's rewrite keeps "epoch" 1, not 1.0.
+    return [{k: int(v) if v.lstrip("-").isdigit() else float(v) for k, v in row.items()}
+            for row in csv.DictReader(io.StringIO(complete))]
 
 
 def _append_csv(path, rows):

@@ -238,6 +238,10 @@ def test_resume_gives_the_same_weights_as_one_long_run(face_folder, straight_run
     # the history continues instead of restarting
     rows = outputs.read_csv(os.path.join(split, "metrics.csv"))
     assert [r["epoch"] for r in rows] == [1, 2]
+    # the rewrite on resume keeps counts as integers
+    with open(os.path.join(split, "metrics.csv")) as f:
+        assert [line.split(",")[:2] for line in f.read().splitlines()[1:]] == [["1", "6"],
+                                                                            ["2", "12"]]
     steps = [r["step"] for r in outputs.read_csv(os.path.join(split, "train_loss.csv"))]
     assert steps == list(range(1, 2 * (27 // 4) + 1))
 
