@@ -186,7 +186,7 @@ def read_csv(path):
         text = f.read()
     complete = text[:text.rfind("\n") + 1]
     # Counts stay integers, so a resumed run's rewrite keeps "epoch" 1, not 1.0.
-    return [{k: int(v) if v.lstrip("-").isdigit() else float(v) for k, v in row.items()}
+    return [{k: int(v) if v.isdigit() else float(v) for k, v in row.items()}
             for row in csv.DictReader(io.StringIO(complete))]
 
 
