@@ -2,6 +2,7 @@
 its hole, the square the model sees, and pasting the restoration back into the photo at its
 full resolution, so that nothing outside the hole (and its blend band) changes."""
 import dataclasses
+import io
 import os
 import warnings
 
@@ -20,15 +21,26 @@ BATCH = 16  # photos per forward pass
 
 
 class InpaintError(Exception):
-    """A problem with the user's photos, masks or flags; run.py prints it as one line."""
+    """A problem with the user's photos, masks or flags; run.py prints it as one line, the
+    web page's server answers it with a 400."""
+
+
+class Unreadable(InpaintError):
+    """A photo Pillow cannot read: a folder's run skips it, the server refuses it."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One photo to restore: where it is, where its hole comes from, where the output goes."""
-    photo: str
-    mask: str | None  # a mask image, or None for the named hole
+    """One photo to restore: where it is, where its hole comes from, where the output goes.
+    photo and mask are paths, or for the server's uploads file objects whose `name` is what
+    errors call them."""
+    photo: str | io.BytesIO
+    mask: str | io.BytesIO | None  # a mask image, or None for the named hole
     name: str  # output name without extension, relative to the output folder
+
+
+def _called(source):
+    return source if isinstance(source, str) else source.name
 
 
 @dataclasses.dataclass
@@ -72,6 +84,29 @@ def find_jobs(path, mask, hole):
     return jobs
 
 
+def parse_crop(text):
+    """"LEFT,TOP,SIDE" (--crop, and the server's crop field) as three ints."""
+    try:
+        left, top, side = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InpaintError(f"expected LEFT,TOP,SIDE in pixels, got {text!r}") from None
+    return left, top, side
+
+
+def read_photo(source):
+    """A photo, upright as a viewer shows it and loaded; raises Unreadable."""
+    try:
+        with Image.open(source) as image:
+            image = ImageOps.exif_transpose(image)
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise Unreadable(f"{_called(source)}: not a photo Pillow can read "
+                         f"({type(error).__name__}: {error})") from None
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = datamanager.as_rgb(image)
+    return image
+
+
 def read_mask(path, size):
     """A mask image as bool [height, width], True where it is white (> 127 in greyscale).
     Transparent pixels are not hole: a hole painted on a transparent layer works."""
@@ -84,10 +119,10 @@ def read_mask(path, size):
                 image.paste(rgba, mask=rgba.getchannel("A"))
             grey = np.asarray(image.convert("L"))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise InpaintError(f"{path}: not a mask image Pillow can read ({error}); give a PNG of "
-                           "the photo's size, white where the hole is") from None
+        raise InpaintError(f"{_called(path)}: not a mask image Pillow can read ({error}); give "
+                           "a PNG of the photo's size, white where the hole is") from None
     if grey.shape != (size[1], size[0]):
-        raise InpaintError(f"{path}: the mask is {grey.shape[1]}x{grey.shape[0]} but its photo is "
+        raise InpaintError(f"{_called(path)}: the mask is {grey.shape[1]}x{grey.shape[0]} but its photo is "
                            f"{size[0]}x{size[1]}; a mask must have its photo's size")
     return grey > 127
 
@@ -105,24 +140,16 @@ def _crop_box(photo, size, crop):
 
 
 def plan(job, config, crop=None, hole_kind=None, seed=0):
-    """Reads one photo and its hole and checks them. Returns None (with a warning) for a
-    photo that cannot be read; a Plan whose hole is empty for an empty mask."""
-    try:
-        with Image.open(job.photo) as image:
-            image = ImageOps.exif_transpose(image)
-            image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        warnings.warn(f"skipped {job.photo}: {type(error).__name__}: {error}")
-        return None
-    if image.mode not in ("L", "LA", "RGB", "RGBA"):
-        image = datamanager.as_rgb(image)
-    left, top, side = _crop_box(job.photo, image.size, crop)
+    """Reads one photo and its hole and checks them; a Plan whose hole is empty for an empty
+    mask. Raises Unreadable for a photo that cannot be read."""
+    image = read_photo(job.photo)
+    left, top, side = _crop_box(_called(job.photo), image.size, crop)
     size = config.img_size
     if job.mask is not None:
         full = read_mask(job.mask, image.size)
         hole = full[top:top + side, left:left + side]
         if hole.sum() < full.sum():
-            raise InpaintError(f"{job.mask}: the hole reaches outside the square the model sees "
+            raise InpaintError(f"{_called(job.mask)}: the hole reaches outside the square the model sees "
                                f"(left {left}, top {top}, side {side}); pass --crop LEFT,TOP,SIDE "
                                "with a square of the photo that holds the whole hole")
         # A model pixel is hidden if any photo pixel under it is: nothing the user hid leaks.
@@ -135,7 +162,7 @@ def plan(job, config, crop=None, hole_kind=None, seed=0):
     if not hole.any():
         return Plan(image, (left, top, side), hole, None, None)
     if hole.mean() > MAX_HOLE:
-        raise InpaintError(f"{job.mask or job.photo}: the hole covers {hole.mean():.0%} of the "
+        raise InpaintError(f"{_called(job.mask or job.photo)}: the hole covers {hole.mean():.0%} of the "
                            f"square the model sees; at most {MAX_HOLE:.0%} can be restored "
                            "(pass --crop with a larger square)")
     square = datamanager.as_rgb(image.crop((left, top, left + side, top + side)))
@@ -179,6 +206,14 @@ def paste(plan_, restored, config, poisson=False):
     return Image.fromarray(pixels)
 
 
+def restore_plans(restore, config, plans, poisson=False):
+    """The photos of checked plans (non-empty holes) with their restorations pasted in: one
+    forward pass for them all. --mode inpaint and the web page's server both restore here."""
+    _, _, restored, _ = restore(np.stack([p.model_input for p in plans]),
+                                np.stack([p.model_hole for p in plans]))
+    return [paste(p, fill, config, poisson) for p, fill in zip(plans, restored.numpy())]
+
+
 def inpaint(restore, config, jobs, out_dir, crop=None, hole_kind=None, seed=0, poisson=False):
     """Restores every job's photo and writes NAME.png and NAME_compare.png under out_dir.
     Every photo is read and checked before anything is written, so a bad mask or flag
@@ -188,8 +223,10 @@ def inpaint(restore, config, jobs, out_dir, crop=None, hole_kind=None, seed=0, p
 
     restorable, unchanged = [], []
     for index, job in enumerate(jobs):
-        checked = plan_of(index)
-        if checked is None:
+        try:
+            checked = plan_of(index)
+        except Unreadable as error:
+            warnings.warn(f"skipped {error}")
             continue
         if checked.model_input is None:
             warnings.warn(f"{job.mask}: the mask is empty (no white pixel); {job.photo} is "
@@ -201,10 +238,8 @@ def inpaint(restore, config, jobs, out_dir, crop=None, hole_kind=None, seed=0, p
         outputs.save_photo(plan_of(index).image, _output_path(out_dir, jobs[index].name))
     for start in range(0, len(restorable), BATCH):
         chunk = [(jobs[i], plan_of(i)) for i in restorable[start:start + BATCH]]
-        _, _, restored, _ = restore(np.stack([p.model_input for _, p in chunk]),
-                                    np.stack([p.model_hole for _, p in chunk]))
-        for (job, p), fill in zip(chunk, restored.numpy()):
-            result = paste(p, fill, config, poisson)
+        results = restore_plans(restore, config, [p for _, p in chunk], poisson)
+        for (job, p), result in zip(chunk, results):
             path = _output_path(out_dir, job.name)
             outputs.save_photo(result, path)
             outputs.save_comparison([p.image, _masked(p), result],

@@ -41,12 +41,20 @@ def _mosaic(images, columns):
     return canvas
 
 
+def encode_png(image):
+    """A Pillow image as PNG bytes at zlib's fastest level: an epoch's 5132x1320 sample grid
+    takes 0.6 s instead of 1.0 s to write, for a file 16 % larger. Every PNG the project
+    writes or serves is encoded here, so the page's download and --mode inpaint's file of
+    the same restoration are the same bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def _save_png(image, path):
-    """Writes through a temporary file, so a reader never sees half a picture. zlib's
-    fastest level: an epoch's 5132x1320 sample grid takes 0.6 s instead of 1.0 s to write,
-    for a file 16 % larger."""
-    with run_folder.atomic_path(path) as tmp:
-        image.save(tmp, compress_level=1)
+    """Writes through a temporary file, so a reader never sees half a picture."""
+    with run_folder.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(encode_png(image))
 
 
 def _labelled_panels(panels, titles, path, gap=4):

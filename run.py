@@ -18,6 +18,7 @@ import devices
 import inpaint
 import neuralnet
 import run_folder
+import serve
 import tf_process
 
 DEFAULT_N_SYNTHETIC = 1500  # sized so the default run finishes within 15 minutes on 2 CPU cores
@@ -31,10 +32,11 @@ def parse_args(argv=None):
                    help="folder of face images (searched recursively); "
                         "none: built-in synthetic faces")
     p.add_argument("--out_dir", default="results", help="where every output is written")
-    p.add_argument("--mode", choices=("train_test", "train", "test", "inpaint"),
+    p.add_argument("--mode", choices=("train_test", "train", "test", "inpaint", "serve"),
                    default="train_test",
-                   help="test and inpaint use the trained run in --out_dir, with the network "
-                        "settings it was trained with")
+                   help="test, inpaint and serve use the trained run in --out_dir, with the "
+                        "network settings it was trained with; serve: a web page that restores "
+                        "photos with it")
     p.add_argument("--input", default=None,
                    help="inpaint: a photo, or a folder of photos (searched recursively)")
     p.add_argument("--mask", default=None,
@@ -47,6 +49,11 @@ def parse_args(argv=None):
                         "(default: the centred square); for photos that are not face crops")
     p.add_argument("--output", default=None,
                    help="inpaint: where the restored photos go (default: <out_dir>/inpainted)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="serve: the address to listen on; another than 127.0.0.1 lets anyone "
+                        "on the network use the page")
+    p.add_argument("--port", type=int, default=7860,
+                   help="serve: the port to listen on (0: any free one)")
     p.add_argument("--poisson", action=argparse.BooleanOptionalAction, default=True,
                    help="test and inpaint: blend the restoration into the photo in the gradient "
                         "domain (an exact Poisson solve; the test also scores the other way)")
@@ -135,12 +142,13 @@ def check_args(args):
         (args.band < 0, f"--band {args.band}: the band needs 0 or more pixels"),
         (not 0 <= args.d_shift <= 32, f"--d_shift {args.d_shift}: must be 0 to 32 pixels"),
         (args.overlap_weight < 0, f"--overlap_weight {args.overlap_weight}: must be 0 or more"),
+        (not 0 <= args.port <= 65535, f"--port {args.port}: must be 0 to 65535"),
     ]
     return next((message for failed, message in problems if failed), None)
 
 
 def check_run(args):
-    """For inpaint: refuses an --out_dir that holds no trained run."""
+    """For inpaint and serve: refuses an --out_dir that holds no trained run."""
     if (not tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
             or tf_process.load_config(args.out_dir) is None):
         return (f"--out_dir {args.out_dir}: no trained run there; point it at the --out_dir "
@@ -161,10 +169,9 @@ def check_out_dir(args):
 
 def _crop(text):
     try:
-        left, top, side = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LEFT,TOP,SIDE in pixels, got {text!r}") from None
-    return left, top, side
+        return inpaint.parse_crop(text)
+    except inpaint.InpaintError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _indices(text):
@@ -214,6 +221,18 @@ def inpaint_photos(args):
         print(f"error: could not write {error.filename or output}: {error.strerror}",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def serve_page(args):
+    """--mode serve: the web page over the run in --out_dir, until Ctrl-C."""
+    try:
+        with quiet_native_logs():
+            devices.configure_devices(args.gpus, args.mixed_precision)
+        serve.serve(args.out_dir, args.host, args.port)
+    except (serve.ServeError, tf_process.TrainingStopped) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -292,7 +311,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     problem = check_args(args)
-    if args.mode == "inpaint":  # reads the run and writes elsewhere: works while it trains
+    if args.mode in ("inpaint", "serve"):  # read the run, write elsewhere: work while it trains
         problem = problem or check_run(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -300,6 +319,8 @@ def main(argv=None):
     tf.keras.utils.set_random_seed(args.seed)
     if args.mode == "inpaint":
         return inpaint_photos(args)
+    if args.mode == "serve":
+        return serve_page(args)
     with contextlib.ExitStack() as held:
         if devices.is_chief():  # the other workers of a cluster write no run files there
             try:

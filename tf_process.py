@@ -330,7 +330,8 @@ def load_trained_generator(out_dir, generator, img_size):
     """Loads the averaged generator of out_dir's latest checkpoint into `generator`; returns
     the checkpoint's path and its progress variables."""
     progress = _progress_variables()
-    ckpt = tf.train.Checkpoint(ema_generator=generator, train_seconds=progress["train_seconds"],
+    ckpt = tf.train.Checkpoint(ema_generator=generator, epoch=progress["epoch"],
+                               train_seconds=progress["train_seconds"],
                                train_images=progress["train_images"])
     latest = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
     if latest is None:

@@ -1,0 +1,258 @@
+"""--mode serve: the API against a live server on a free local port, its bad-input matrix,
+load, and the page driven in Debian's Chromium as a person uses it."""
+import io
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+import numpy as np
+import psutil
+import pytest
+import requests
+from PIL import Image
+
+import outputs
+import run
+import serve
+import synthetic_faces
+from conftest import ROOT
+
+PHOTO_SIZE = (200, 150)  # landscape, so the square the model sees is not the whole photo
+
+
+def start_server(out_dir, *flags):
+    """`python run.py --mode serve` on a free port, as a user starts it; returns the process
+    and its URL once it says where it serves."""
+    process = subprocess.Popen([sys.executable, "run.py", "--mode", "serve", "--out_dir", out_dir,
+                                "--port", "0", *flags], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("serving "):
+            return process, line.split(" at ")[1].split()[0], lines
+    process.wait()
+    raise AssertionError(f"the server did not start: {''.join(lines)}")
+
+
+def stop_server(process):
+    """Ctrl-C, as a user ends it: a clean exit."""
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, rest
+    assert rest.strip().endswith("stopped"), rest
+    return rest
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    process, url, _ = start_server(trained_run)
+    yield url, process
+    stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A 200x150 JPEG: a synthetic face in the centred 150x150 square, background around it."""
+    face = synthetic_faces.synthetic_face(11, 3, PHOTO_SIZE[1])
+    pixels = np.empty((PHOTO_SIZE[1], PHOTO_SIZE[0], 3), np.uint8)
+    pixels[:] = face[:, :1]
+    pixels[:, 25:175] = face
+    path = tmp_path_factory.mktemp("photo") / "face.jpg"
+    Image.fromarray(pixels).save(path, quality=92)
+    return path
+
+
+def mask_png(box, size=PHOTO_SIZE):
+    """A PNG mask of `size`, white inside box (left, top, right, bottom)."""
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    left, top, right, bottom = box
+    mask[top:bottom, left:right] = 255
+    return outputs.encode_png(Image.fromarray(mask))
+
+
+HOLE = (80, 70, 130, 110)
+
+
+def post(url, photo_bytes, mask=None, timeout=120, **fields):
+    files = {"photo": ("face.jpg", photo_bytes)}
+    if mask is not None:
+        files["mask"] = ("mask.png", mask)
+    return requests.post(f"{url}/api/inpaint", files=files, data=fields, timeout=timeout)
+
+
+def test_a_restoration_is_byte_identical_to_mode_inpaint(server, photo, trained_run, tmp_path):
+    url, _ = server
+    answer = post(url, photo.read_bytes(), mask_png(HOLE), crop="25,0,150")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "image/png"
+    assert answer.headers["x-checkpoint-epoch"] == "2"
+    (tmp_path / "mask.png").write_bytes(mask_png(HOLE))
+    done = subprocess.run([sys.executable, "run.py", "--mode", "inpaint", "--out_dir", trained_run,
+                           "--input", str(photo), "--mask", str(tmp_path / "mask.png"),
+                           "--output", str(tmp_path / "cli")], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert answer.content == (tmp_path / "cli" / "face.png").read_bytes()
+    restored = np.asarray(Image.open(io.BytesIO(answer.content)), np.int16)
+    original = np.asarray(Image.open(photo), np.int16)
+    assert restored.shape == original.shape
+    hole = np.asarray(Image.open(io.BytesIO(mask_png(HOLE)))) > 127
+    assert np.array_equal(restored[~hole], original[~hole])  # Poisson: the hole alone changes
+    assert np.abs(restored[hole] - original[hole]).mean() > 1
+
+
+def test_the_run_reports_its_checkpoint_and_scores(server, trained_run):
+    url, _ = server
+    info = requests.get(f"{url}/api/run", timeout=30).json()
+    last = outputs.read_csv(os.path.join(trained_run, "metrics.csv"))[-1]
+    assert (info["epoch"], info["epochs"], info["img_size"]) == (2, 2, 32)
+    assert info["step"] == last["step"] and info["checkpoint"] == f"ckpt-{last['step']}"
+    assert info["test_hole_psnr"] == pytest.approx(last["test_hole_psnr"])
+    assert info["telea_hole_psnr"] == pytest.approx(last["telea_hole_psnr"])
+
+
+def test_a_named_hole_and_no_poisson_restore_too(server, photo):
+    url, _ = server
+    answer = post(url, photo.read_bytes(), hole="facemask", poisson="false")
+    assert answer.status_code == 200, answer.text
+    assert Image.open(io.BytesIO(answer.content)).size == PHOTO_SIZE
+
+
+def huge_png_header(width, height):
+    """A PNG whose header says width x height: Pillow reads its size without decoding."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+BAD_REQUESTS = {
+    "not an image": (lambda p: {"photo_bytes": b"just text", "hole": "center"}, 400, "photo:"),
+    "a mask of another size": (lambda p: {"mask": mask_png((0, 0, 9, 9), (99, 99))}, 400,
+                               "must have its photo's size"),
+    "an empty mask": (lambda p: {"mask": mask_png((0, 0, 0, 0))}, 400, "no white pixel"),
+    "a hole outside the square": (lambda p: {"mask": mask_png((2, 2, 20, 20))}, 400,
+                                  "outside the square"),
+    "a hole over most of the square": (lambda p: {"mask": mask_png((25, 0, 175, 150))}, 400,
+                                       "at most 75%"),
+    "a square outside the photo": (lambda p: {"mask": mask_png(HOLE), "crop": "100,0,150"}, 400,
+                                   "not inside"),
+    "a crop that is not three numbers": (lambda p: {"mask": mask_png(HOLE), "crop": "a,b"}, 400,
+                                         "LEFT,TOP,SIDE"),
+    "mask and hole both": (lambda p: {"mask": mask_png(HOLE), "hole": "center"}, 400,
+                           "exactly one"),
+    "neither mask nor hole": (lambda p: {}, 400, "exactly one"),
+    "an unknown hole": (lambda p: {"hole": "../etc/passwd"}, 400, "choose one of"),
+    "a bad poisson": (lambda p: {"hole": "center", "poisson": "maybe"}, 400, "true or false"),
+    "a photo over the pixel limit": (lambda p: {"photo_bytes": huge_png_header(10000, 6000),
+                                                "hole": "center"}, 413, "megapixels"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
+def test_bad_input_is_a_4xx_with_one_line_and_the_next_request_works(server, photo, case):
+    url, _ = server
+    make, status, words = BAD_REQUESTS[case]
+    fields = {"photo_bytes": photo.read_bytes(), **make(photo)}
+    answer = post(url, **fields)
+    assert answer.status_code == status, answer.text
+    message = answer.json()["error"]
+    assert words in message and "\n" not in message and "Traceback" not in answer.text
+    assert post(url, photo.read_bytes(), mask_png(HOLE)).status_code == 200
+
+
+def test_malformed_requests_and_oversized_uploads_are_refused(server, photo):
+    url, _ = server
+    checks = [
+        (requests.post(f"{url}/api/inpaint", timeout=30), 400, "photo: missing"),
+        (requests.post(f"{url}/api/inpaint", data=b"garbage", timeout=30,
+                       headers={"Content-Type": "multipart/form-data"}), 400,
+         "not a readable multipart form"),
+        (requests.get(f"{url}/api/inpaint", timeout=30), 405, "Method Not Allowed"),
+        (requests.get(f"{url}/static/../run.py", timeout=30), 404, "Not Found"),
+        (requests.get(f"{url}/api/hole/..%2Frun.py", timeout=30), 404, "Not Found"),
+        (requests.get(f"{url}/api/hole/passwd", timeout=30), 404, "choose one of"),
+    ]
+    for answer, status, words in checks:
+        assert answer.status_code == status, answer.text
+        assert words in answer.json()["error"]
+    # An upload over the limit is refused by its Content-Length, before its body is read.
+    host, port = urlparse(url).hostname, urlparse(url).port
+    with socket.create_connection((host, port), timeout=30) as connection:
+        connection.sendall(f"POST /api/inpaint HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
+                           "multipart/form-data; boundary=x\r\nContent-Length: "
+                           f"{serve.MAX_UPLOAD_BYTES + 1}\r\n\r\n".encode())
+        reply = connection.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 413"), reply
+    assert "the upload is over this server's 50 MB" in reply
+    assert post(url, photo.read_bytes(), mask_png(HOLE)).status_code == 200
+
+
+def test_requests_at_once_all_come_back_right(server, photo):
+    url, _ = server
+    holes = [(60 + 8 * i, 50 + 4 * i, 100 + 8 * i, 90 + 4 * i) for i in range(8)]
+    one_by_one = [post(url, photo.read_bytes(), mask_png(h)).content for h in holes]
+    with ThreadPoolExecutor(8) as pool:
+        at_once = list(pool.map(lambda h: post(url, photo.read_bytes(), mask_png(h)), holes))
+    assert [a.status_code for a in at_once] == [200] * 8
+    assert [a.content for a in at_once] == one_by_one
+
+
+def test_memory_stays_flat_over_many_requests(server, photo):
+    url, process = server
+    memory = psutil.Process(process.pid)
+    data = photo.read_bytes()
+    for _ in range(20):
+        assert post(url, data, mask_png(HOLE)).status_code == 200
+    after_20 = memory.memory_info().rss
+    for _ in range(180):
+        assert post(url, data, mask_png(HOLE)).status_code == 200
+    assert memory.memory_info().rss < 1.10 * after_20
+
+
+def test_a_newer_checkpoint_is_picked_up_while_the_run_trains(trained_run, face_folder, tmp_path,
+                                                              monkeypatch):
+    out = str(tmp_path / "run")
+    shutil.copytree(trained_run, out)
+    model = serve.Model(out)
+    before = model.run_info()
+    assert before["epoch"] == 2
+    assert run.main(["--data_dir", face_folder, "--out_dir", out, "--mode", "train", "--resume",
+                     "--epoch", "3", "--img_size", "32", "--batch", "4", "--lr", "1e-3",
+                     "--test_ratio", "0.25", "--train_mask", "center"]) == 0
+    monkeypatch.setattr(serve, "CHECK_EVERY", 0.0)
+    after = model.run_info()
+    assert after["epoch"] == 3 and after["step"] > before["step"]
+    assert after["metrics_epoch"] == 3
+
+
+def test_a_busy_port_and_a_folder_with_no_run_are_one_line_and_exit_2(trained_run, tmp_path,
+                                                                      capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run.main(["--mode", "serve", "--out_dir", trained_run, "--port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--port {port}: already in use" in error
+    assert run.main(["--mode", "serve", "--out_dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no trained run there" in error
+
+
+def test_listening_beyond_this_machine_warns_first(trained_run):
+    process, url, lines = start_server(trained_run, "--host", "0.0.0.0")
+    try:
+        assert any(line.startswith("warning: --host 0.0.0.0: anyone") for line in lines)
+        assert url.startswith("http://0.0.0.0:")
+    finally:
+        stop_server(process)
