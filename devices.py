@@ -49,10 +49,14 @@ def configure_devices(gpus=None, mixed_precision=False):
     """
     physical = tf.config.list_physical_devices("GPU")
     if gpus is not None:
-        missing = [i for i in gpus if i >= len(physical)]
+        asked = f"--gpus {','.join(map(str, gpus))}"
+        if not physical:
+            raise ValueError(f"{asked}: TensorFlow sees no GPU on this machine; leave --gpus out "
+                             "to train on the CPU")
+        missing = [i for i in gpus if not 0 <= i < len(physical)]
         if missing:
-            raise ValueError(f"--gpus {','.join(map(str, gpus))}: this machine has "
-                             f"{len(physical)} GPU(s); pick indices below {len(physical)}")
+            raise ValueError(f"{asked}: this machine has {len(physical)} GPU(s); pick indices "
+                             f"0 to {len(physical) - 1}")
         tf.config.set_visible_devices([physical[i] for i in gpus], "GPU")
     visible = tf.config.get_visible_devices("GPU")
     for gpu in visible:  # the original's allow_growth: take memory as needed, not all at once

@@ -179,11 +179,12 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
                          "disc": losses.discriminator_loss(real, fake)}
             means = {name: tf.nn.compute_average_loss(value, global_batch_size=global_batch)
                      for name, value in per_image.items()}
-        # scale_loss is the identity except under float16 loss scaling.
-        g_grads = g_tape.gradient(g_optimizer.scale_loss(means["total"]),
-                                  generator.trainable_variables)
-        d_grads = d_tape.gradient(d_optimizer.scale_loss(means["disc"]),
-                                  discriminator.trainable_variables)
+            # scale_loss is the identity except under float16 loss scaling; inside the tapes,
+            # or its product is not recorded and every gradient is None.
+            g_loss = g_optimizer.scale_loss(means["total"])
+            d_loss = d_optimizer.scale_loss(means["disc"])
+        g_grads = g_tape.gradient(g_loss, generator.trainable_variables)
+        d_grads = d_tape.gradient(d_loss, discriminator.trainable_variables)
         g_optimizer.apply_gradients(zip(g_grads, generator.trainable_variables))
         d_optimizer.apply_gradients(zip(d_grads, discriminator.trainable_variables))
         return means

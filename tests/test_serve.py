@@ -256,3 +256,71 @@ def test_listening_beyond_this_machine_warns_first(trained_run):
         assert url.startswith("http://0.0.0.0:")
     finally:
         stop_server(process)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; .ci/run installs it
+
+
+def test_the_page_restores_a_painted_hole_in_a_real_browser(server, photo, tmp_path):
+    """Open the page, load a photo, paint with the mouse, restore, download, check the file.
+    A browser that cannot start fails this test: it is never skipped."""
+    from playwright.sync_api import expect, sync_playwright
+    url, _ = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(url)
+        expect(page.locator("#run")).to_contain_text("epoch 2 of 2")
+        page.set_input_files("#photo-file", str(photo))
+        expect(page.locator("#restore")).to_be_enabled()
+        expect(page.locator("#square-side-value")).to_have_text("150")
+        canvas = page.locator("#mask-canvas").bounding_box()
+
+        def drag(points):
+            scale = canvas["width"] / PHOTO_SIZE[0]
+            screen = [(canvas["x"] + x * scale, canvas["y"] + y * scale) for x, y in points]
+            page.mouse.move(*screen[0])
+            page.mouse.down()
+            for point in screen[1:]:
+                page.mouse.move(*point, steps=8)
+            page.mouse.up()
+
+        page.click("#restore")  # nothing painted yet
+        expect(page.locator("#error")).to_contain_text("Paint the hole first")
+        drag([(4, 20), (14, 20)])  # outside the square the model sees: the server refuses it
+        page.click("#restore")
+        expect(page.locator("#error")).to_contain_text("outside the square the model sees")
+        page.click("#undo")
+        slider = page.locator("#brush-size")
+        slider.focus()
+        for _ in range(8):  # 24 px down to 16, as arrow keys move a slider
+            slider.press("ArrowLeft")
+        expect(page.locator("#brush-size-value")).to_have_text("16")
+        stroke = [(85, 80), (120, 80)]
+        drag(stroke)
+        page.click("#restore")
+        expect(page.locator("#result-time")).to_contain_text("Restored in")
+        expect(page.locator("#error")).to_be_hidden()
+        with page.expect_download() as download:
+            page.click("#download")
+        assert download.value.suggested_filename == "face_restored.png"
+        saved = tmp_path / "restored.png"
+        download.value.save_as(saved)
+        page.click("#before-after")
+        expect(page.locator("#restored-caption")).to_have_text("before (original)")
+        browser.close()
+    restored = np.asarray(Image.open(saved), np.int16)
+    original = np.asarray(Image.open(photo), np.int16)
+    assert restored.shape == original.shape
+    # Distance of every pixel centre to the stroke's segment, in photo pixels.
+    rows, cols = np.mgrid[0:PHOTO_SIZE[1], 0:PHOTO_SIZE[0]] + 0.5
+    (x0, y0), (x1, y1) = stroke
+    along = np.clip((cols - x0) / (x1 - x0), 0, 1)
+    distance = np.hypot(cols - (x0 + along * (x1 - x0)), rows - y0)
+    assert np.array_equal(restored[distance > 8 + 2], original[distance > 8 + 2])
+    assert np.abs(restored[distance < 6] - original[distance < 6]).mean() > 1
+    elsewhere = [u for u in requested if urlparse(u).scheme not in ("blob", "data")
+                 and urlparse(u).hostname != "127.0.0.1"]
+    assert not elsewhere and any(u.endswith("/api/inpaint") for u in requested)
