@@ -18,7 +18,7 @@ import run_folder
 from synthetic_faces import synthetic_face
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff")
-CACHE_VERSION = 1  # bump when decoding changes, so stale caches are never reused
+CACHE_VERSION = 2  # bump when decoding or the index changes, so stale caches are never reused
 MASKS = ("center", "random", "facemask", "mixed")
 # Shares of the "mixed" training holes; the rest are random boxes.
 FACEMASK_SHARE = 0.25
@@ -36,6 +36,7 @@ class ImageSet:
     count: int
     size: int
     skipped: tuple = ()
+    grey: bool = False  # every image has R = G = B
 
     @property
     def image_bytes(self):
@@ -141,17 +142,19 @@ def _progress(done, total, label):
 
 
 def _write_cache(path, chunks, total, label):
-    """Writes uint8 chunks to path atomically; returns the count written and what was skipped."""
-    count, skipped, seen = 0, [], 0
+    """Writes uint8 chunks to path atomically; returns the count written, what was skipped
+    and whether every image is grey (R = G = B)."""
+    count, skipped, seen, grey = 0, [], 0, True
     # Ctrl-C or a full disk leaves no half-written cache behind
     with run_folder.atomic_path(path) as tmp, open(tmp, "wb") as out:
         for images, bad in chunks:
             out.write(np.ascontiguousarray(images).data)
+            grey = grey and bool(np.all(images == images[..., :1]))
             count += len(images)
             skipped += bad
             seen += len(images) + len(bad)
             _progress(seen, total, label)
-    return count, skipped
+    return count, skipped, grey
 
 
 def _decode_chunk(paths, size):
@@ -215,8 +218,8 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
     else:
         chunks = (_synthetic_chunks(n_synthetic, size, seed, workers) if data_dir is None
                   else _decode_chunks(paths, size, workers))
-        count, skipped = _write_cache(path, chunks, total, label)
-        index = {"count": count, "skipped": skipped}
+        count, skipped, grey = _write_cache(path, chunks, total, label)
+        index = {"count": count, "skipped": skipped, "grey": grey}
         run_folder.write_text(index_path, json.dumps(index))  # last: marks a complete cache
     for bad_path, why in index["skipped"]:
         warnings.warn(f"skipped {bad_path}: {why}")
@@ -225,7 +228,8 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
               file=sys.stderr)
     if index["count"] == 0:
         raise DataError(f"--data_dir {data_dir}: none of its {total} image files could be read")
-    return ImageSet(path, index["count"], size, tuple(map(tuple, index["skipped"])))
+    return ImageSet(path, index["count"], size, tuple(map(tuple, index["skipped"])),
+                    index["grey"])
 
 
 def split(count, test_ratio):

@@ -264,6 +264,11 @@ def train_and_test(args, argv):
         images = datamanager.prepare_images(args.cache_dir or os.path.join(args.out_dir, "cache"),
                                             config.img_size,
                                             args.data_dir, args.limit, args.n_synthetic, args.seed)
+        if args.mode != "test":
+            config = dataclasses.replace(config, grey=images.grey)
+            if images.grey:
+                print(f"every image is greyscale: the restorations are made grey too "
+                      f"(\"grey\" in {tf_process.CONFIG_FILE})")
         train_idx, test_idx = datamanager.split(images.count, args.test_ratio)
         if args.mode != "test" and args.batch > len(train_idx):
             raise ValueError(f"--batch {args.batch} is larger than the {len(train_idx)} "

@@ -50,6 +50,9 @@ class TrainConfig:
     test_mask: str = "center"
     seed: int = 0
     xla: bool = False
+    # Set from the data, not a flag: when every training image is greyscale, the
+    # restorations are made grey too (the generator's three channels never agree exactly).
+    grey: bool = False
 
 
 CONFIG_FILE = "config.json"
@@ -101,11 +104,25 @@ def translate(images, offset, shift):
     """Images moved by shift - offset pixels down and right (offset in [0, 2*shift]), the
     edges they uncover mirrored from the picture."""
     padded = tf.pad(images, [[0, 0], [shift, shift], [shift, shift], [0, 0]], "REFLECT")
-    return tf.slice(padded, [0, offset[0], offset[1], 0], tf.shape(images))
+    # Gathers, not tf.slice: XLA takes a slice's start as a compile-time constant and so
+    # compiled the whole train step again for each of the (2 * shift + 1)^2 offsets.
+    rows = offset[0] + tf.range(tf.shape(images)[1])
+    cols = offset[1] + tf.range(tf.shape(images)[2])
+    return tf.gather(tf.gather(padded, rows, axis=1), cols, axis=2)
 
 
 def generator_input(masked, masks, config):
     return tf.concat([masked, masks], -1) if config.mask_channel else masked
+
+
+def generate(generator, masked, masks, config, training):
+    """The generator's restoration of the masked images, float32 in [0, 1]; for a greyscale
+    run the mean of its channels in all three, the nearest grey picture to it."""
+    restored = tf.cast(generator(generator_input(masked, masks, config), training=training),
+                       tf.float32)
+    if config.grey:
+        restored = tf.repeat(tf.reduce_mean(restored, axis=-1, keepdims=True), 3, axis=-1)
+    return restored
 
 
 def composite_weights(masks, config):
@@ -147,8 +164,7 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
         images = to_unit(images)
         masked = images * (1.0 - masks)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            restored = tf.cast(generator(generator_input(masked, masks, config), training=True),
-                               tf.float32)
+            restored = generate(generator, masked, masks, config, training=True)
             # The discriminator judges what a user sees: the context kept, the hole filled.
             composite = compose(masked, restored, masks, config)
             if shift:
@@ -209,8 +225,7 @@ def make_restore(generator, config):
     def restore(images, masks):
         images = to_unit(images)
         masked = images * (1.0 - masks)
-        restored = tf.cast(generator(generator_input(masked, masks, config), training=False),
-                           tf.float32)
+        restored = generate(generator, masked, masks, config, training=False)
         return images, masked, restored, compose(masked, restored, masks, config)
     return restore
 

@@ -17,6 +17,7 @@ import datamanager
 import losses
 import neuralnet
 import run
+import synthetic_faces
 import tf_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,3 +202,34 @@ def check_levers_under_bfloat16(config):
     assert all(np.isfinite(float(v)) for v in losses_.values())
     # the total adds the overlap band's error to the reported hole-only reconstruction loss
     assert float(losses_["total"]) > float(losses_["rec"]) + config.adv_weight * float(losses_["adv"])
+
+
+def _all_grey(pixels):
+    return bool(np.all(pixels == pixels[..., :1]))
+
+
+def test_a_greyscale_folder_is_restored_grey_and_a_colour_one_is_not(tmp_path, capsys,
+                                                                    trained_run):
+    folder = tmp_path / "pgm"
+    folder.mkdir()
+    for i in range(24):  # as the AT&T faces come: 8-bit greyscale .pgm files
+        face = Image.fromarray(synthetic_faces.synthetic_face(5, i, 64)).convert("L")
+        face.save(folder / f"{i:03d}.pgm")
+    out = tmp_path / "run"
+    assert run.main(["--data_dir", str(folder), "--out_dir", str(out), "--img_size", "32",
+                     "--epoch", "2", "--batch", "4", "--test_ratio", "0.25"]) == 0
+    assert "every image is greyscale: the restorations are made grey too" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["grey"] is True
+    tests = sorted((out / "test").glob("*.png"))
+    assert len(tests) == 6 and all(_all_grey(np.asarray(Image.open(p))) for p in tests)
+    for grid in sorted((out / "training").glob("*.png")):
+        pixels = np.asarray(Image.open(grid))
+        panel = (pixels.shape[1] - 3 * 4) // 4  # four panels, 4-pixel gaps
+        assert _all_grey(pixels[:, :3 * panel + 2 * 4])  # all but the coloured difference map
+    photo = tmp_path / "photo.png"  # greyscale content stored as RGB
+    Image.open(folder / "000.pgm").convert("RGB").resize((60, 48)).save(photo)
+    assert run.main(["--mode", "inpaint", "--out_dir", str(out), "--input", str(photo),
+                     "--hole", "center", "--output", str(tmp_path / "restored")]) == 0
+    restored = np.asarray(Image.open(tmp_path / "restored" / "photo.png"))
+    assert restored.shape == (48, 60, 3) and _all_grey(restored)
+    assert json.loads(Path(trained_run, "config.json").read_text())["grey"] is False
