@@ -10,9 +10,11 @@ its caches, in --dir between runs. TensorFlow's precision policy is global, so e
 measurement that builds the models runs in its own child process of this script.
 """
 import argparse
+import io
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -26,6 +28,7 @@ import tf_environment  # noqa: F401  (before TensorFlow: the project's oneDNN de
 # isort: split
 import numpy as np
 import psutil
+import requests
 import tensorflow as tf
 from PIL import Image
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
@@ -357,6 +360,51 @@ def child_inpaint(settings, bench_dir):
     return {"policy": policy, "photos": len(jobs), "rate": rates}
 
 
+PAGE_PHOTO, PAGE_HOLE = (1152, 864), 300  # about a megapixel, and the hole's side
+
+
+def measure_page(args, start, settings):
+    """Seconds for one page restoration end to end: `python run.py --mode serve` over a run
+    folder of the default's untrained generator (the time does not depend on the weights),
+    a 1152x864 JPEG and a 300x300 mask POSTed to /api/inpaint, Poisson-blended, the PNG read
+    back; after one untimed request."""
+    _report("measuring: page restoration through the API", start)
+    run_dir = os.path.join(args.dir, "page_run")
+    if not os.path.exists(os.path.join(run_dir, "config.json")):
+        config = tf_process.TrainConfig()
+        checkpoint = tf.train.Checkpoint(ema_generator=tf_process.build_generator(config),
+                                         epoch=tf.Variable(0, dtype=tf.int64))
+        tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), 1).save(0)
+        tf_process.save_config(config, run_dir)
+    width, height = PAGE_PHOTO
+    face = synthetic_faces.synthetic_face(0, 1, height)
+    pixels = np.empty((height, width, 3), np.uint8)
+    pixels[:] = face[:, :1]  # the background beside the face square: its edge colours
+    pixels[:, (width - height) // 2:(width + height) // 2] = face
+    photo, mask = io.BytesIO(), io.BytesIO()
+    Image.fromarray(pixels).save(photo, "JPEG", quality=90)
+    hole = np.zeros((height, width), np.uint8)
+    top, left = (height - PAGE_HOLE) // 2, (width - PAGE_HOLE) // 2
+    hole[top:top + PAGE_HOLE, left:left + PAGE_HOLE] = 255
+    Image.fromarray(hole).save(mask, "PNG")
+    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "run.py"), "--mode", "serve", "--out_dir", run_dir, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = next(line for line in server.stdout if line.startswith("serving ")).split()[3]
+        files = {"photo": ("photo.jpg", photo.getvalue()), "mask": ("mask.png", mask.getvalue())}
+
+        def restore():
+            answer = requests.post(f"{url}/api/inpaint", files=files, timeout=600)
+            answer.raise_for_status()
+            return answer.headers["x-checkpoint-step"]
+        restore()
+        return [_seconds(restore) for _ in range(settings["step_repeats"])]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+
+
 def _report(what, start):
     print(f"[{time.perf_counter() - start:4.0f} s] {what}", file=sys.stderr, flush=True)
 
@@ -479,6 +527,7 @@ def main(argv=None):
     rss = run_child(args, start, "rss")
     write_masked_photos(os.path.join(args.dir, "masked_photos"), faces, settings["inpaint_photos"])
     restored = run_child(args, start, "inpaint")
+    page = measure_page(args, start, settings)
     psnr = {p: short_run_hole_psnr(args, start, p) for p in ("float32", "mixed")}
 
     jpegs = f"{settings['faces']:,} JPEGs {JPEG_SIDE}x{JPEG_SIDE} q{JPEG_QUALITY}"
@@ -502,6 +551,9 @@ def main(argv=None):
     inpainted = (f"--mode inpaint: {restored['photos']} {JPEG_SIDE}x{JPEG_SIDE} JPEGs with mask "
                  f"PNGs, restored and written, {restored['policy']}")
     rows.append((inpainted, "photos/s", restored["rate"]))
+    page_row = (f"page restoration via POST /api/inpaint: {PAGE_PHOTO[0]}x{PAGE_PHOTO[1]} "
+                f"JPEG, {PAGE_HOLE}x{PAGE_HOLE} hole, Poisson, end to end")
+    rows.append((page_row, "s", page))
     rows.append((f"peak RSS, epoch over {rss_set}", "GB", [rss["peak"] / 1e9]))
     rows.append(("↳ RSS before the epoch (models built, step traced)", "GB", [rss["before"] / 1e9]))
     faces, epochs = settings["short_run"][1], settings["short_run"][3]

@@ -122,8 +122,8 @@ def read_mask(path, size):
         raise InpaintError(f"{_called(path)}: not a mask image Pillow can read ({error}); give "
                            "a PNG of the photo's size, white where the hole is") from None
     if grey.shape != (size[1], size[0]):
-        raise InpaintError(f"{_called(path)}: the mask is {grey.shape[1]}x{grey.shape[0]} but its photo is "
-                           f"{size[0]}x{size[1]}; a mask must have its photo's size")
+        raise InpaintError(f"{_called(path)}: the mask is {grey.shape[1]}x{grey.shape[0]} but its "
+                           f"photo is {size[0]}x{size[1]}; a mask must have its photo's size")
     return grey > 127
 
 
@@ -149,9 +149,9 @@ def plan(job, config, crop=None, hole_kind=None, seed=0):
         full = read_mask(job.mask, image.size)
         hole = full[top:top + side, left:left + side]
         if hole.sum() < full.sum():
-            raise InpaintError(f"{_called(job.mask)}: the hole reaches outside the square the model sees "
-                               f"(left {left}, top {top}, side {side}); pass --crop LEFT,TOP,SIDE "
-                               "with a square of the photo that holds the whole hole")
+            raise InpaintError(f"{_called(job.mask)}: the hole reaches outside the square the "
+                               f"model sees (left {left}, top {top}, side {side}); pass --crop "
+                               "LEFT,TOP,SIDE with a square of the photo that holds the whole hole")
         # A model pixel is hidden if any photo pixel under it is: nothing the user hid leaks.
         model_hole = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255)
                                 .resize((size, size), Image.Resampling.BOX)) > 0
@@ -162,9 +162,9 @@ def plan(job, config, crop=None, hole_kind=None, seed=0):
     if not hole.any():
         return Plan(image, (left, top, side), hole, None, None)
     if hole.mean() > MAX_HOLE:
-        raise InpaintError(f"{_called(job.mask or job.photo)}: the hole covers {hole.mean():.0%} of the "
-                           f"square the model sees; at most {MAX_HOLE:.0%} can be restored "
-                           "(pass --crop with a larger square)")
+        raise InpaintError(f"{_called(job.mask or job.photo)}: the hole covers {hole.mean():.0%} "
+                           f"of the square the model sees; at most {MAX_HOLE:.0%} can be "
+                           "restored (pass --crop with a larger square)")
     square = datamanager.as_rgb(image.crop((left, top, left + side, top + side)))
     if side != size:
         square = square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -16,13 +16,13 @@ import numpy as np
 import psutil
 import pytest
 import requests
+from conftest import ROOT
 from PIL import Image
 
 import outputs
 import run
 import serve
 import synthetic_faces
-from conftest import ROOT
 
 PHOTO_SIZE = (200, 150)  # landscape, so the square the model sees is not the whole photo
 
@@ -316,7 +316,7 @@ def test_the_page_restores_a_painted_hole_in_a_real_browser(server, photo, tmp_p
     assert restored.shape == original.shape
     # Distance of every pixel centre to the stroke's segment, in photo pixels.
     rows, cols = np.mgrid[0:PHOTO_SIZE[1], 0:PHOTO_SIZE[0]] + 0.5
-    (x0, y0), (x1, y1) = stroke
+    (x0, y0), (x1, _) = stroke  # a horizontal stroke
     along = np.clip((cols - x0) / (x1 - x0), 0, 1)
     distance = np.hypot(cols - (x0 + along * (x1 - x0)), rows - y0)
     assert np.array_equal(restored[distance > 8 + 2], original[distance > 8 + 2])
