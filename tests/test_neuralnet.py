@@ -110,8 +110,8 @@ ORIGINAL_RECIPE = ("--discriminator whole --upsample transpose --no-mask_channel
 
 
 def test_the_documented_original_recipe_builds_the_original_networks():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert f"python run.py {ORIGINAL_RECIPE}" in readme
+    quality = (Path(__file__).parents[1] / "docs" / "quality.md").read_text()
+    assert f"python run.py {ORIGINAL_RECIPE}" in quality
     config = run.train_config(run.parse_args(ORIGINAL_RECIPE.split()))
     assert (config.discriminator, config.upsample, config.mask_channel, config.band,
             config.feather, config.spectral_norm, config.d_shift) == (
