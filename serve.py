@@ -4,6 +4,7 @@ serves the page in web/ that paints the hole.
 
 It only reads the run folder: it takes no lock and writes nothing there, so it can serve a
 run that is still training, and it moves to a newer checkpoint when one appears."""
+import contextlib
 import errno
 import io
 import ipaddress
@@ -186,10 +187,17 @@ async def _file_bytes(form, name):
     return await value.read()
 
 
-def create_app(model):
-    """The page and its API over one loaded run."""
+def create_app(model, ready=""):
+    """The page and its API over one loaded run; `ready` is printed once uvicorn serves, when
+    Ctrl-C already stops it cleanly."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if ready:
+            print(ready, flush=True)
+        yield
+
     app = FastAPI(title="Context encoder: restore a photo", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, lifespan=lifespan)
     app.add_middleware(LimitBody, limit=MAX_UPLOAD_BYTES)
 
     @app.exception_handler(HTTPException)
@@ -293,10 +301,9 @@ def serve(out_dir, host, port):
         if not _is_loopback(host):
             print(f"warning: --host {host}: anyone who can reach this machine on the network "
                   "can use this page and the run's model", flush=True)
-        app = create_app(Model(out_dir))
         shown = f"[{host}]" if ":" in host else host
-        print(f"serving {out_dir} at http://{shown}:{sock.getsockname()[1]} (Ctrl-C stops it)",
-              flush=True)
+        app = create_app(Model(out_dir), f"serving {out_dir} at http://{shown}:"
+                                         f"{sock.getsockname()[1]} (Ctrl-C stops it)")
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:

@@ -1,6 +1,8 @@
 """--mode serve: the API against a live server on a free local port, its bad-input matrix,
 load, and the page driven in Debian's Chromium as a person uses it."""
+import http.client
 import io
+import json
 import os
 import shutil
 import signal
@@ -186,15 +188,17 @@ def test_malformed_requests_and_oversized_uploads_are_refused(server, photo):
     for answer, status, words in checks:
         assert answer.status_code == status, answer.text
         assert words in answer.json()["error"]
-    # An upload over the limit is refused by its Content-Length, before its body is read.
-    host, port = urlparse(url).hostname, urlparse(url).port
-    with socket.create_connection((host, port), timeout=30) as connection:
-        connection.sendall(f"POST /api/inpaint HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
-                           "multipart/form-data; boundary=x\r\nContent-Length: "
-                           f"{serve.MAX_UPLOAD_BYTES + 1}\r\n\r\n".encode())
-        reply = connection.recv(65536).decode()
-    assert reply.startswith("HTTP/1.1 413"), reply
-    assert "the upload is over this server's 50 MB" in reply
+    # An upload over the limit is refused by its Content-Length, before its body is sent.
+    connection = http.client.HTTPConnection(urlparse(url).hostname, urlparse(url).port,
+                                            timeout=30)
+    connection.putrequest("POST", "/api/inpaint")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.putheader("Content-Length", str(serve.MAX_UPLOAD_BYTES + 1))
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 413
+    assert "the upload is over this server's 50 MB" in json.loads(answer.read())["error"]
+    connection.close()
     assert post(url, photo.read_bytes(), mask_png(HOLE)).status_code == 200
 
 
