@@ -47,7 +47,11 @@ def start_server(out_dir, *flags):
 def stop_server(process):
     """Ctrl-C, as a user ends it: a clean exit."""
     process.send_signal(signal.SIGINT)
-    rest = process.communicate(timeout=60)[0]
+    try:
+        rest = process.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hung server must not outlive the test
+        raise
     assert process.returncode == 0, rest
     assert rest.strip().endswith("stopped"), rest
     return rest
