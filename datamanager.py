@@ -1,5 +1,6 @@
 """Images in, batches out: finding and decoding files, the on-disk cache, the train/test
 split, the masks and the tf.data pipelines."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -7,13 +8,13 @@ import sys
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+import faces
 import run_folder
 from synthetic_faces import synthetic_face
 
@@ -29,7 +30,7 @@ class DataError(Exception):
     """A problem with the user's data that they can fix; run.py prints it as one line."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ImageSet:
     """uint8 images [count, size, size, 3] stored back to back in a raw cache file."""
     path: str
@@ -37,6 +38,7 @@ class ImageSet:
     size: int
     skipped: tuple = ()
     grey: bool = False  # every image has R = G = B
+    framing: faces.Framing | None = None  # where the faces' eyes lie, if a detector found them
 
     @property
     def image_bytes(self):
@@ -90,17 +92,32 @@ def as_rgb(image):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_image(path, size):
-    """Decodes one file to an upright RGB uint8 [size, size, 3] centre crop."""
+class NoFace(Exception):
+    """--align_faces: the detector found no face in an image; it is skipped."""
+
+
+NO_FACE = "no face found (--align_faces)"
+
+
+def load_image(path, size, align=False):
+    """Decodes one file to an upright RGB uint8 [size, size, 3]: its centre square, or with
+    `align` the square that frames its largest face as faces.STANDARD (raises NoFace)."""
     with Image.open(path) as image:
         # JPEG only: decode at the largest 1/2, 1/4 or 1/8 DCT scale still >= size, so a
-        # 512x512 file decodes straight to 128x128 and needs no resize below.
-        image.draft("RGB", (size, size))
+        # 512x512 file decodes straight to 128x128 and needs no resize below; a photo to
+        # align keeps enough pixels for the detector.
+        image.draft("RGB", (faces.DETECT_SIDE,) * 2 if align else (size, size))
         ImageOps.exif_transpose(image, in_place=True)
         image = as_rgb(image)
-        side = min(image.size)
-        if image.size != (side, side):
+        if align:
+            face = faces.largest(faces.find_faces(image))
+            if face is None:
+                raise NoFace(NO_FACE)
+            left, top, side = faces.square_for(face, faces.STANDARD, image.size)
+        else:
+            side = min(image.size)
             left, top = (image.width - side) // 2, (image.height - side) // 2
+        if image.size != (side, side):
             image = image.crop((left, top, left + side, top + side))
         if side != size:
             image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
@@ -117,9 +134,11 @@ def _stamp(path):
     return stat.st_size, stat.st_mtime_ns
 
 
-def _load_or_none(path, size):
+def _load_or_none(path, size, align):
     try:
-        return load_image(path, size), None
+        return load_image(path, size, align), None
+    except NoFace as error:
+        return None, str(error)
     except Exception as error:  # noqa: BLE001  (any unreadable file is skipped, whatever raised)
         return None, f"{type(error).__name__}: {error}".strip()
 
@@ -157,12 +176,12 @@ def _write_cache(path, chunks, total, label):
     return count, skipped, grey
 
 
-def _decode_chunk(paths, size):
+def _decode_chunk(paths, size, align):
     """Decodes paths into one uint8 array; returns it and (path, reason) for each file skipped."""
     images = np.empty((len(paths), size, size, 3), np.uint8)
     count, skipped = 0, []
     for path in paths:
-        image, why = _load_or_none(path, size)
+        image, why = _load_or_none(path, size, align)
         if image is None:
             skipped.append((path, why))
         else:
@@ -171,14 +190,15 @@ def _decode_chunk(paths, size):
     return images[:count], skipped
 
 
-def _decode_chunks(paths, size, workers):
+def _decode_chunks(paths, size, workers, align):
     # A task is a whole chunk, so threads hand over little; two chunks per worker stay
-    # queued, so decoding never waits for the writer and memory stays bounded.
-    step = 64
+    # queued, so decoding never waits for the writer and memory stays bounded. Aligning
+    # chunks finely, so its slower progress is still seen.
+    step = 8 if align else 64
     starts = iter(range(0, len(paths), step))
     with ThreadPoolExecutor(workers) as pool:
         def submit(start):
-            return pool.submit(_decode_chunk, paths[start:start + step], size)
+            return pool.submit(_decode_chunk, paths[start:start + step], size, align)
         pending = deque(submit(start) for start in islice(starts, 2 * workers))
         while pending:
             yield pending.popleft().result()
@@ -195,11 +215,12 @@ def _synthetic_chunks(n, size, seed, workers):
 
 
 def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None, seed=0,
-                   workers=None):
-    """Decodes every image once into a cache file under cache_dir and returns the ImageSet.
+                   workers=None, align_faces=False):
+    """Decodes every image once into a cache file under cache_dir and returns the ImageSet,
+    with the framing of its faces measured on a sample (faces.measure_framing).
 
-    The cache is keyed by the file list, sizes, modification times and `size`, so a
-    second run with unchanged files decodes nothing.
+    The cache is keyed by the file list, sizes, modification times, `size` and
+    `align_faces`, so a second run with unchanged files decodes nothing.
     """
     workers = workers or os.cpu_count()
     if data_dir is None:
@@ -208,7 +229,11 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
     else:
         paths = find_images(data_dir, limit)
         description = ["files", CACHE_VERSION, size, [(p, *_stamp(p)) for p in paths]]
-        total, label = len(paths), f"decoding {len(paths)} images from {data_dir}"
+        if align_faces:
+            description.append("aligned")
+        total = len(paths)
+        label = (f"{'finding and framing the faces of' if align_faces else 'decoding'} "
+                 f"{len(paths)} images from {data_dir}")
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, f"images_{size}px_{_cache_key(description)}.u8")
     index_path = path + ".json"
@@ -217,19 +242,31 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
             index = json.load(f)
     else:
         chunks = (_synthetic_chunks(n_synthetic, size, seed, workers) if data_dir is None
-                  else _decode_chunks(paths, size, workers))
+                  else _decode_chunks(paths, size, workers, align_faces))
         count, skipped, grey = _write_cache(path, chunks, total, label)
-        index = {"count": count, "skipped": skipped, "grey": grey}
+        framing = None
+        if count:
+            sample = ImageSet(path, count, size).read(
+                np.unique(np.linspace(0, count - 1, faces.SAMPLE).astype(int)))
+            framing = faces.measure_framing(sample)
+        index = {"count": count, "skipped": skipped, "grey": grey,
+                 "framing": framing and dataclasses.astuple(framing)}
         run_folder.write_text(index_path, json.dumps(index))  # last: marks a complete cache
     for bad_path, why in index["skipped"]:
         warnings.warn(f"skipped {bad_path}: {why}")
-    if index["skipped"]:
-        print(f"skipped {len(index['skipped'])} of {total} files that could not be read",
-              file=sys.stderr)
+    no_face = sum(why == NO_FACE for _, why in index["skipped"])
+    if len(index["skipped"]) > no_face:
+        print(f"skipped {len(index['skipped']) - no_face} of {total} files that could not be "
+              "read", file=sys.stderr)
+    if no_face:
+        print(f"skipped {no_face} of {total} images in which no face was found "
+              "(--align_faces)", file=sys.stderr)
     if index["count"] == 0:
-        raise DataError(f"--data_dir {data_dir}: none of its {total} image files could be read")
+        raise DataError(f"--data_dir {data_dir}: none of its {total} image files could be read"
+                        + (" or had a face" if align_faces else ""))
+    framing = index.get("framing")  # caches written before faces were framed have none
     return ImageSet(path, index["count"], size, tuple(map(tuple, index["skipped"])),
-                    index["grey"])
+                    index["grey"], framing and faces.Framing(*framing))
 
 
 def split(count, test_ratio):

@@ -99,6 +99,10 @@ def parse_args(argv=None):
                    help="spectral normalisation in the discriminator")
     p.add_argument("--img_size", type=int, default=DEFAULTS.img_size,
                    help="side images are resized to; a multiple of 32")
+    p.add_argument("--align_faces", action="store_true",
+                   help="with --data_dir: frame each image's largest face as the standard "
+                        "framing (eyes where aligned face sets have them) instead of taking "
+                        "its centre square; images with no face found are skipped")
     p.add_argument("--limit", type=int, default=None,
                    help="use only the first N images (sorted by path)")
     p.add_argument("--test_ratio", type=float, default=0.1,
@@ -143,6 +147,9 @@ def check_args(args):
         (not 0 <= args.d_shift <= 32, f"--d_shift {args.d_shift}: must be 0 to 32 pixels"),
         (args.overlap_weight < 0, f"--overlap_weight {args.overlap_weight}: must be 0 or more"),
         (not 0 <= args.port <= 65535, f"--port {args.port}: must be 0 to 65535"),
+        (args.align_faces and args.data_dir is None,
+         "--align_faces: frames the faces of --data_dir's photos; the built-in synthetic "
+         "faces are aligned already"),
     ]
     return next((message for failed, message in problems if failed), None)
 
@@ -263,9 +270,11 @@ def train_and_test(args, argv):
             strategy, policy = devices.configure_devices(args.gpus, args.mixed_precision)
         images = datamanager.prepare_images(args.cache_dir or os.path.join(args.out_dir, "cache"),
                                             config.img_size,
-                                            args.data_dir, args.limit, args.n_synthetic, args.seed)
+                                            args.data_dir, args.limit, args.n_synthetic, args.seed,
+                                            align_faces=args.align_faces)
         if args.mode != "test":
-            config = dataclasses.replace(config, grey=images.grey)
+            config = dataclasses.replace(config, grey=images.grey, framing=images.framing and
+                                         dataclasses.astuple(images.framing))
             if images.grey:
                 print(f"every image is greyscale: the restorations are made grey too "
                       f"(\"grey\" in {tf_process.CONFIG_FILE})")

@@ -53,6 +53,9 @@ class TrainConfig:
     # Set from the data, not a flag: when every training image is greyscale, the
     # restorations are made grey too (the generator's three channels never agree exactly).
     grey: bool = False
+    # Also from the data: where the training faces' eyes lie in the square (faces.Framing as
+    # a tuple), so a user's photo is framed the same way; None when none was measured.
+    framing: tuple | None = None
 
 
 CONFIG_FILE = "config.json"
@@ -72,6 +75,8 @@ def load_config(out_dir):
     with open(path) as f:
         saved = json.load(f)
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    if saved.get("framing"):
+        saved["framing"] = tuple(saved["framing"])
     return TrainConfig(**{k: v for k, v in saved.items() if k in fields})
 
 
