@@ -86,9 +86,9 @@ def square_for(face, framing, photo_size):
     left_eye, right_eye = face.eyes
     middle = (left_eye + right_eye) / 2
     side = np.linalg.norm(right_eye - left_eye) / framing.eye_distance
-    side = int(round(min(max(side, 8.0), *photo_size)))
-    left = int(round(middle[0] - framing.eye_x * side))
-    top = int(round(middle[1] - framing.eye_y * side))
+    side = round(float(min(max(side, 8.0), *photo_size)))
+    left = round(float(middle[0] - framing.eye_x * side))
+    top = round(float(middle[1] - framing.eye_y * side))
     left = min(max(left, 0), photo_size[0] - side)
     top = min(max(top, 0), photo_size[1] - side)
     return left, top, side

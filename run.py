@@ -44,9 +44,11 @@ def parse_args(argv=None):
                         "hole is (a folder's photos use NAME_mask.png beside them)")
     p.add_argument("--hole", choices=datamanager.MASKS, default=None,
                    help="inpaint: hide this training shape instead (for photos with no mask)")
-    p.add_argument("--crop", type=_crop, default=None,
-                   help="inpaint: LEFT,TOP,SIDE of the square of the photo the model sees "
-                        "(default: the centred square); for photos that are not face crops")
+    p.add_argument("--crop", type=_crop, default="face",
+                   help="inpaint: the square of the photo the model sees: face (each face "
+                        "found, framed as the training faces were; the centred square if none "
+                        "is found), center (the centred square), or LEFT,TOP,SIDE in pixels "
+                        "(several separated by ;)")
     p.add_argument("--output", default=None,
                    help="inpaint: where the restored photos go (default: <out_dir>/inpainted)")
     p.add_argument("--host", default="127.0.0.1",
@@ -148,8 +150,8 @@ def check_args(args):
         (args.overlap_weight < 0, f"--overlap_weight {args.overlap_weight}: must be 0 or more"),
         (not 0 <= args.port <= 65535, f"--port {args.port}: must be 0 to 65535"),
         (args.align_faces and args.data_dir is None,
-         "--align_faces: frames the faces of --data_dir's photos; the built-in synthetic "
-         "faces are aligned already"),
+         ("--align_faces: frames the faces of --data_dir's photos; the built-in synthetic "
+          "faces are aligned already")),
     ]
     return next((message for failed, message in problems if failed), None)
 

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 import datamanager
+import faces
 import inpaint
 import outputs
 import tf_process
@@ -94,7 +96,7 @@ class Model:
         """What the page shows of the run: the checkpoint in use and the last test scores."""
         with self.lock:
             self._refresh()
-            info = {"out_dir": os.path.abspath(self.out_dir),
+            info = {"run": os.path.basename(os.path.abspath(self.out_dir)),
                     "checkpoint": os.path.basename(self.checkpoint), "step": self.step,
                     "epoch": self.epoch, "epochs": self.config.epoch,
                     "img_size": self.config.img_size}
@@ -108,28 +110,53 @@ class Model:
         return info
 
     def inpaint(self, photo, mask, hole, crop, poisson):
-        """The restored photo as PNG bytes, with the checkpoint's epoch and step, exactly as
-        --mode inpaint writes it for the same photo, mask (or hole) and crop."""
-        try:
-            with Image.open(_upload(photo, "photo")) as image:
-                width, height = image.size
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
-            raise RequestError(f"photo: not a photo Pillow can read ({type(error).__name__}); "
-                               "send a JPEG, PNG or WebP") from None
-        if width * height > MAX_PIXELS:
-            raise RequestError(f"photo: {width}x{height} is {width * height / 1e6:.0f} "
-                               f"megapixels, over this server's {MAX_PIXELS / 1e6:.0f}; "
-                               "downscale it", 413)
+        """The restored photo as PNG bytes, with the checkpoint's epoch and step and the
+        squares restored, exactly as --mode inpaint writes it for the same photo, mask (or
+        hole) and crop. Only the forward pass holds the lock: reading, finding faces and the
+        blend of one request run beside another's."""
+        _check_photo(photo)
         job = inpaint.Job(_upload(photo, "photo"),
                           None if mask is None else _upload(mask, "mask"), "photo")
         plan = inpaint.plan(job, self.config, crop, hole)
-        if plan.model_input is None:
+        if not plan.squares:
             raise RequestError("mask: it has no white pixel; paint the hole to restore")
         with self.lock:
             self._refresh()
-            [result] = inpaint.restore_plans(self.restore, self.config, [plan], poisson)
+            [fills] = inpaint.fill_squares(self.restore, self.config, [plan])
             epoch, step = self.epoch, self.step
-        return outputs.encode_png(result), epoch, step
+        result = inpaint.paste(plan, fills, self.config, poisson)
+        return (outputs.encode_png(result, plan.meta), epoch, step,
+                [s.crop for s in plan.squares], plan.note)
+
+    def find_faces(self, photo):
+        """The faces found in the photo (upright, as the page shows it) and the square that
+        frames each as the run's training faces were framed."""
+        _check_photo(photo)
+        image, _ = inpaint.read_photo(_upload(photo, "photo"))
+        framing = (faces.Framing(*self.config.framing) if self.config.framing
+                   else faces.STANDARD)
+        found = faces.find_faces(image)
+        return {"width": image.width, "height": image.height,
+                "faces": [{"square": faces.square_for(face, framing, image.size),
+                           "box": [round(v) for v in face.box],
+                           "confidence": round(face.confidence, 4),
+                           "landmarks": {k: [round(v) for v in xy]
+                                         for k, xy in face.landmarks.items()}}
+                          for face in found]}
+
+
+def _check_photo(photo):
+    """Refuses a photo over MAX_PIXELS from its header, before its pixels are decoded."""
+    try:
+        with Image.open(_upload(photo, "photo")) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise RequestError(f"photo: not a photo Pillow can read ({type(error).__name__}); "
+                           "send a JPEG, PNG or WebP") from None
+    if width * height > MAX_PIXELS:
+        raise RequestError(f"photo: {width}x{height} is {width * height / 1e6:.0f} "
+                           f"megapixels, over this server's {MAX_PIXELS / 1e6:.0f}; "
+                           "downscale it", 413)
 
 
 def _error(status, message):
@@ -171,6 +198,31 @@ class LimitBody:
             await too_large(scope, receive, send)
 
 
+class ThisMachineOnly:
+    """Answers only requests meant for this server by a page of its own: a Host header that
+    is not an address it serves on (a DNS-rebinding page's) gets a 421, and a POST from a
+    page of another site (its Origin) a 403. Scripts, which send no Origin, are served.
+    `hosts` None: the server listens on every address, and any Host is taken."""
+
+    def __init__(self, app, hosts):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1")
+        if self.hosts is not None and urlsplit(f"//{host}").hostname not in self.hosts:
+            return await _error(421, f"Host {host!r}: this server answers only requests for "
+                                     f"{' or '.join(sorted(self.hosts))}")(scope, receive, send)
+        origin = headers.get(b"origin")
+        if (scope["method"] not in ("GET", "HEAD") and origin is not None
+                and origin.decode("latin-1") != f"http://{host}"):
+            return await _error(403, f"Origin {origin.decode('latin-1')}: only this server's "
+                                     "own page may send it requests")(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def _field_text(form, name, default=None):
     value = form.get(name)
     if value is None:
@@ -187,9 +239,9 @@ async def _file_bytes(form, name):
     return await value.read()
 
 
-def create_app(model, ready=""):
+def create_app(model, ready="", hosts=None):
     """The page and its API over one loaded run; `ready` is printed once uvicorn serves, when
-    Ctrl-C already stops it cleanly."""
+    Ctrl-C already stops it cleanly; `hosts`: the names it answers to (ThisMachineOnly)."""
     @contextlib.asynccontextmanager
     async def lifespan(app):
         if ready:
@@ -199,6 +251,7 @@ def create_app(model, ready=""):
     app = FastAPI(title="Context encoder: restore a photo", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)
     app.add_middleware(LimitBody, limit=MAX_UPLOAD_BYTES)
+    app.add_middleware(ThisMachineOnly, hosts=hosts)  # added last: runs first
 
     @app.exception_handler(HTTPException)
     async def http_error(request, error):
@@ -245,22 +298,40 @@ def create_app(model, ready=""):
                                    f"white = hole) or hole ({', '.join(HOLES)})")
             if hole is not None and hole not in HOLES:
                 raise RequestError(f"hole {hole!r}: choose one of {', '.join(HOLES)}")
-            crop = _field_text(form, "crop")
-            crop = inpaint.parse_crop(crop) if crop else None
+            crop = inpaint.parse_crop(_field_text(form, "crop", "face"))
             poisson = _field_text(form, "poisson", "true").lower()
             if poisson not in ("true", "false"):
                 raise RequestError(f"poisson {poisson!r}: send true or false")
-            png, epoch, step = await run_in_threadpool(model.inpaint, photo, mask, hole, crop,
-                                                       poisson == "true")
+            png, epoch, step, squares, note = await run_in_threadpool(
+                model.inpaint, photo, mask, hole, crop, poisson == "true")
         except RequestError as error:
             return _error(error.status, str(error))
         except inpaint.InpaintError as error:
-            return _error(400, str(error).replace("--crop", "crop"))
+            return _error(400, error.page)
         finally:
             await request.close()
-        return Response(png, media_type="image/png", headers={
-            "X-Checkpoint-Epoch": str(epoch), "X-Checkpoint-Step": str(step),
-            "X-Restore-Seconds": f"{time.perf_counter() - start:.3f}"})
+        headers = {"X-Checkpoint-Epoch": str(epoch), "X-Checkpoint-Step": str(step),
+                   "X-Squares": ";".join(",".join(map(str, c)) for c in squares),
+                   "X-Restore-Seconds": f"{time.perf_counter() - start:.3f}"}
+        if note:
+            headers["X-Note"] = note.encode("ascii", "replace").decode()
+        return Response(png, media_type="image/png", headers=headers)
+
+    @app.post("/api/faces")
+    async def find_faces(request: Request):
+        """The faces in a photo and the square framing each, as JSON."""
+        try:
+            form = await request.form(max_files=1, max_fields=1)
+            photo = await _file_bytes(form, "photo")
+            if not photo:
+                raise RequestError("photo: missing; send the photo as a file field named photo")
+            return await run_in_threadpool(model.find_faces, photo)
+        except RequestError as error:
+            return _error(error.status, str(error))
+        except inpaint.InpaintError as error:
+            return _error(400, error.page)
+        finally:
+            await request.close()
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
@@ -302,8 +373,10 @@ def serve(out_dir, host, port):
             print(f"warning: --host {host}: anyone who can reach this machine on the network "
                   "can use this page and the run's model", flush=True)
         shown = f"[{host}]" if ":" in host else host
+        everywhere = host in ("0.0.0.0", "::")  # reached by whatever address the network uses
         app = create_app(Model(out_dir), f"serving {out_dir} at http://{shown}:"
-                                         f"{sock.getsockname()[1]} (Ctrl-C stops it)")
+                                         f"{sock.getsockname()[1]} (Ctrl-C stops it)",
+                         hosts=None if everywhere else {host, "localhost"})
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:

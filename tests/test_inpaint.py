@@ -183,7 +183,7 @@ def test_crop_names_the_square_the_model_sees(trained_run, tmp_path, capsys):
     (["--mask", "{small_mask}"], "a mask must have its photo's size"),
     (["--mask", "{text}"], "not a mask image"),
     (["--mask", "{mask}", "--crop", "500,0,200"], "--crop 500,0,200: the square is not inside"),
-    (["--mask", "{huge_mask}"], "at most 75%"),
+    (["--mask", "{huge_mask}", "--crop", "center"], "at most 75%"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(trained_run, tmp_path, capsys, argv, message):
     photo = _photo(tmp_path / "face.png")

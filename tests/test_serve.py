@@ -103,7 +103,7 @@ def test_a_restoration_is_byte_identical_to_mode_inpaint(server, photo, trained_
     (tmp_path / "mask.png").write_bytes(mask_png(HOLE))
     done = subprocess.run([sys.executable, "run.py", "--mode", "inpaint", "--out_dir", trained_run,
                            "--input", str(photo), "--mask", str(tmp_path / "mask.png"),
-                           "--output", str(tmp_path / "cli")], cwd=ROOT, capture_output=True,
+                           "--crop", "25,0,150", "--output", str(tmp_path / "cli")], cwd=ROOT, capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert answer.content == (tmp_path / "cli" / "face.png").read_bytes()
@@ -120,6 +120,8 @@ def test_the_run_reports_its_checkpoint_and_scores(server, trained_run):
     info = requests.get(f"{url}/api/run", timeout=30).json()
     last = outputs.read_csv(os.path.join(trained_run, "metrics.csv"))[-1]
     assert (info["epoch"], info["epochs"], info["img_size"]) == (2, 2, 32)
+    assert info["run"] == os.path.basename(trained_run)  # its name, not where it lies
+    assert os.sep not in json.dumps(info)
     assert info["step"] == last["step"] and info["checkpoint"] == f"ckpt-{last['step']}"
     assert info["test_hole_psnr"] == pytest.approx(last["test_hole_psnr"])
     assert info["telea_hole_psnr"] == pytest.approx(last["telea_hole_psnr"])
@@ -148,8 +150,11 @@ BAD_REQUESTS = {
                                "must have its photo's size"),
     "an empty mask": (lambda p: {"mask": mask_png((0, 0, 0, 0))}, 400, "no white pixel"),
     "a hole outside the square": (lambda p: {"mask": mask_png((2, 2, 20, 20))}, 400,
-                                  "outside the square"),
-    "a hole over most of the square": (lambda p: {"mask": mask_png((25, 0, 175, 150))}, 400,
+                                  "move or enlarge the square"),
+    "a mask that is not an image": (lambda p: {"mask": b"not an image"}, 400,
+                                    "mask: not a mask image Pillow can read"),
+    "a hole over most of the square": (lambda p: {"mask": mask_png((25, 0, 175, 150)),
+                                                  "crop": "25,0,150"}, 400,
                                        "at most 75%"),
     "a square outside the photo": (lambda p: {"mask": mask_png(HOLE), "crop": "100,0,150"}, 400,
                                    "not inside"),
@@ -174,7 +179,59 @@ def test_bad_input_is_a_4xx_with_one_line_and_the_next_request_works(server, pho
     assert answer.status_code == status, answer.text
     message = answer.json()["error"]
     assert words in message and "\n" not in message and "Traceback" not in answer.text
+    # in the page's words: no command-line flag, no Python object
+    assert "--" not in message and " object at " not in message
     assert post(url, photo.read_bytes(), mask_png(HOLE)).status_code == 200
+
+
+def test_a_mask_bomb_is_refused_before_it_is_decoded(server, photo):
+    """A tiny PNG that declares 150 megapixels (under Pillow's own limit) as the mask."""
+    url, process = server
+    memory = psutil.Process(process.pid)
+    bomb = huge_png_header(15000, 10000)
+    assert len(bomb) < 1000
+    before = memory.memory_info().rss
+    answer = post(url, photo.read_bytes(), bomb)
+    assert answer.status_code == 400
+    assert "the mask is 15000x10000 but its photo is 200x150" in answer.json()["error"]
+    assert memory.memory_info().rss < before + 50 * 2**20  # decoded, it is 150 MB at least
+
+
+def test_the_faces_are_found_and_framed(server, photo):
+    url, _ = server
+    answer = requests.post(f"{url}/api/faces", files={"photo": photo.read_bytes()}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert (found["width"], found["height"]) == PHOTO_SIZE and len(found["faces"]) == 1
+    face = found["faces"][0]
+    left, top, side = face["square"]
+    assert 0 <= left and left + side <= 200 and 0 <= top and top + side <= 150 and side > 90
+    (left_eye_x, eye_y), (right_eye_x, _) = (face["landmarks"]["left_eye"],
+                                             face["landmarks"]["right_eye"])
+    assert 25 + 150 * 0.3 < left_eye_x < right_eye_x < 25 + 150 * 0.7  # the face's own eyes
+    assert 150 * 0.3 < eye_y < 150 * 0.5 and face["confidence"] > 0.8
+    answer = requests.post(f"{url}/api/faces", files={"photo": b"text"}, timeout=60)
+    assert answer.status_code == 400 and "photo: not a photo" in answer.json()["error"]
+
+
+def test_only_this_machine_and_the_page_itself_are_answered(server, photo):
+    """Another site's page open in the same browser (its Origin), or one that rebinds its
+    DNS name to this machine (its Host), is refused; scripts without an Origin work."""
+    url, _ = server
+    port = urlparse(url).port
+    data = photo.read_bytes()
+    foreign = requests.post(f"{url}/api/inpaint", files={"photo": data},
+                            data={"hole": "center"}, headers={"Origin": "http://evil.example"},
+                            timeout=60)
+    assert foreign.status_code == 403 and "Origin" in foreign.json()["error"]
+    rebound = requests.get(f"{url}/api/run", headers={"Host": f"evil.example:{port}"}, timeout=30)
+    assert rebound.status_code == 421 and "evil.example" in rebound.json()["error"]
+    assert requests.get(f"{url}/api/run", headers={"Host": f"localhost:{port}"},
+                        timeout=30).status_code == 200
+    own = requests.post(f"{url}/api/inpaint", files={"photo": data}, data={"hole": "center"},
+                        headers={"Origin": url}, timeout=60)
+    assert own.status_code == 200
+    assert post(url, data, hole="center").status_code == 200  # no Origin: curl, scripts
 
 
 def test_malformed_requests_and_oversized_uploads_are_refused(server, photo):
@@ -284,7 +341,12 @@ def test_the_page_restores_a_painted_hole_in_a_real_browser(server, photo, tmp_p
         expect(page.locator("#run")).to_contain_text("epoch 2 of 2")
         page.set_input_files("#photo-file", str(photo))
         expect(page.locator("#restore")).to_be_enabled()
-        expect(page.locator("#square-side-value")).to_have_text("150")
+        # the face is found and framed as the run's training faces: the server's square
+        expect(page.locator("#status")).to_contain_text("1 face found")
+        found = requests.post(f"{url}/api/faces", files={"photo": photo.read_bytes()},
+                              timeout=60).json()["faces"]
+        expect(page.locator("#square-side-value")).to_have_text(str(found[0]["square"][2]))
+        expect(page.locator(".square")).to_have_count(1)
         canvas = page.locator("#mask-canvas").bounding_box()
 
         def drag(points):

@@ -7,7 +7,6 @@ const photoCanvas = $("photo-canvas");
 const maskCanvas = $("mask-canvas");
 const mask = maskCanvas.getContext("2d", { willReadFrequently: true });
 const stage = $("stage");
-const squareBox = $("square");
 const HOLE_COLOUR = "rgb(255, 40, 90)"; // shown at the canvas's opacity; any opaque pixel is hole
 const UNDO_DEPTH = 30;
 
@@ -16,7 +15,9 @@ const state = {
   name: "photo",
   width: 0,
   height: 0,
-  square: { left: 0, top: 0, side: 0 },
+  squares: [], // the squares the model sees: {left, top, side, box} in photo pixels
+  selected: 0, // the square the side slider and "Move square" act on
+  opened: 0, // counts photos opened, so a late answer about an earlier one is dropped
   undo: [],
   redo: [],
   urls: [],
@@ -43,7 +44,7 @@ async function loadRun() {
     const score = run.test_hole_psnr == null ? "no test scores yet"
       : `test hole PSNR ${run.test_hole_psnr.toFixed(2)} dB against OpenCV Telea's ` +
         `${run.telea_hole_psnr.toFixed(2)} dB (epoch ${run.metrics_epoch})`;
-    $("run").textContent = `${run.out_dir}: checkpoint of epoch ${run.epoch} of ${run.epochs} ` +
+    $("run").textContent = `${run.run}: checkpoint of epoch ${run.epoch} of ${run.epochs} ` +
       `(step ${run.step}), ${run.img_size}x${run.img_size}; ${score}`;
   } catch (error) {
     $("run").textContent = `Cannot reach the server: ${error.message}`;
@@ -76,15 +77,36 @@ async function openPhoto(file) {
   const slider = $("square-side");
   slider.min = Math.min(side, 32);
   slider.max = side;
-  slider.value = side;
-  // --mode inpaint's default square: the centred one, rounded down
-  setSquare(Math.floor((state.width - side) / 2), Math.floor((state.height - side) / 2), side);
   $("brush-size").max = Math.max(2, Math.round(side / 3));
   stage.classList.remove("empty");
-  squareBox.hidden = false;
   $("restore").disabled = false;
   $("result").hidden = true;
-  setStatus(`${state.name}: ${state.width}x${state.height}. Paint over what is hidden.`);
+  // --mode inpaint's square when no face is found: the centred one, rounded down
+  setSquares([[Math.floor((state.width - side) / 2), Math.floor((state.height - side) / 2), side]]);
+  setStatus(`${state.name}: ${state.width}x${state.height}. Looking for faces…`);
+  const opened = ++state.opened;
+  const found = await findFaces(file);
+  if (opened !== state.opened) return; // another photo was opened meanwhile
+  if (found.length) setSquares(found);
+  setStatus(`${state.name}: ${state.width}x${state.height}. ` +
+    (found.length ? `${found.length} face${found.length > 1 ? "s" : ""} found, each framed ` +
+                    "as the training faces were. Paint over what is hidden."
+                  : "No face found: the model sees the centred square. Paint over what is hidden."));
+}
+
+// The square framing each face the server finds, as the model saw its training faces.
+async function findFaces(file) {
+  const form = new FormData();
+  form.append("photo", file, file.name || "photo");
+  try {
+    const response = await fetch("/api/faces", { method: "POST", body: form });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error);
+    return answer.faces.map((face) => face.square);
+  } catch (error) {
+    showError(`Finding faces failed (${error.message}); the model sees the centred square`);
+    return [];
+  }
 }
 
 $("photo-file").addEventListener("change", (event) => openPhoto(event.target.files[0]));
@@ -106,22 +128,46 @@ document.addEventListener("paste", (event) => {
 
 // ------------------------------------------------------------------ the square the model sees
 
-function setSquare(left, top, side) {
+function setSquares(crops) {
+  stage.querySelectorAll(".square").forEach((box) => box.remove());
+  state.squares = crops.map(([left, top, side]) => {
+    const box = document.createElement("div");
+    box.className = "square";
+    stage.append(box);
+    return { left, top, side, box };
+  });
+  select(state.squares.length - 1);
+  state.squares.forEach((_, index) => setSquare(index, state.squares[index]));
+}
+
+function select(index) {
+  state.selected = index;
+  state.squares.forEach((square, i) => square.box.classList.toggle("selected", i === index));
+  const square = state.squares[index];
+  $("square-side").value = square.side;
+  $("square-side-value").textContent = square.side;
+  $("square-count").textContent = state.squares.length > 1
+    ? `(square ${index + 1} of ${state.squares.length})` : "";
+}
+
+function setSquare(index, { left, top, side }) {
   side = Math.min(side, state.width, state.height);
   left = Math.max(0, Math.min(Math.round(left), state.width - side));
   top = Math.max(0, Math.min(Math.round(top), state.height - side));
-  state.square = { left, top, side };
+  const square = state.squares[index];
+  Object.assign(square, { left, top, side });
   const scale = 100 / state.width;
   const vScale = 100 / state.height;
-  Object.assign(squareBox.style, { left: `${left * scale}%`, top: `${top * vScale}%`,
-                                   width: `${side * scale}%`, height: `${side * vScale}%` });
-  $("square-side-value").textContent = side;
+  Object.assign(square.box.style, { left: `${left * scale}%`, top: `${top * vScale}%`,
+                                    width: `${side * scale}%`, height: `${side * vScale}%` });
+  if (index === state.selected) $("square-side-value").textContent = side;
 }
 
 $("square-side").addEventListener("input", (event) => {
-  const { left, top, side } = state.square;
+  const { left, top, side } = state.squares[state.selected];
   const next = Number(event.target.value);
-  setSquare(left + (side - next) / 2, top + (side - next) / 2, next);
+  setSquare(state.selected, { left: left + (side - next) / 2, top: top + (side - next) / 2,
+                              side: next });
 });
 
 // ------------------------------------------------------------------ painting
@@ -162,7 +208,12 @@ maskCanvas.addEventListener("pointerdown", (event) => {
   maskCanvas.setPointerCapture(event.pointerId);
   const point = photoPoint(event);
   if (tool() === "square") {
-    stroke = { drag: true, from: point, square: { ...state.square } };
+    // the last square under the pointer (drawn on top), else the selected one
+    const under = state.squares.findLastIndex((s) => point.x >= s.left && point.x < s.left + s.side &&
+                                                      point.y >= s.top && point.y < s.top + s.side);
+    if (under >= 0) select(under);
+    const { left, top, side } = state.squares[state.selected];
+    stroke = { drag: true, from: point, square: { left, top, side } };
     return;
   }
   remember();
@@ -181,7 +232,8 @@ maskCanvas.addEventListener("pointermove", (event) => {
   const point = photoPoint(event);
   if (stroke.drag) {
     const { left, top, side } = stroke.square;
-    setSquare(left + point.x - stroke.from.x, top + point.y - stroke.from.y, side);
+    setSquare(state.selected, { left: left + point.x - stroke.from.x,
+                                top: top + point.y - stroke.from.y, side });
     return;
   }
   mask.beginPath();
@@ -232,14 +284,21 @@ function drawAsHole(image, left, top, width, height) {
   mask.drawImage(scratch, left, top);
 }
 
+// The training hole on every square: each face found gets it.
 async function preset(kind) {
   if (!state.file) return;
-  const response = await fetch(`/api/hole/${kind}`);
-  const image = await createImageBitmap(await response.blob());
+  let image;
+  try {
+    const response = await fetch(`/api/hole/${kind}`);
+    if (!response.ok) throw new Error((await response.json()).error);
+    image = await createImageBitmap(await response.blob());
+  } catch (error) {
+    showError(`The ${kind} hole could not be fetched (${error.message})`);
+    return;
+  }
   remember();
   mask.clearRect(0, 0, state.width, state.height);
-  const { left, top, side } = state.square;
-  drawAsHole(image, left, top, side, side);
+  for (const { left, top, side } of state.squares) drawAsHole(image, left, top, side, side);
 }
 
 $("preset-center").addEventListener("click", () => preset("center"));
@@ -322,8 +381,7 @@ async function restore() {
   const form = new FormData();
   form.append("photo", state.file, state.file.name || "photo");
   form.append("mask", await new Promise((done) => canvas.toBlob(done, "image/png")), "mask.png");
-  const { left, top, side } = state.square;
-  form.append("crop", `${left},${top},${side}`);
+  form.append("crop", state.squares.map((s) => `${s.left},${s.top},${s.side}`).join(";"));
   form.append("poisson", $("poisson").checked ? "true" : "false");
   const start = performance.now();
   try {
