@@ -10,6 +10,8 @@ its caches, in --dir between runs. TensorFlow's precision policy is global, so e
 measurement that builds the models runs in its own child process of this script.
 """
 import argparse
+import contextlib
+import glob
 import io
 import json
 import os
@@ -35,7 +37,9 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import datamanager
 import devices
+import faces
 import inpaint
+import losses
 import neuralnet
 import synthetic_faces
 import tf_process
@@ -361,14 +365,12 @@ def child_inpaint(settings, bench_dir):
 
 
 PAGE_PHOTO, PAGE_HOLE = (1152, 864), 300  # about a megapixel, and the hole's side
+PHONE_PHOTO, PHONE_FACE = (4000, 3000), (2300, 900, 1400)  # 12 megapixels; left, top, side
 
 
-def measure_page(args, start, settings):
-    """Seconds for one page restoration end to end: `python run.py --mode serve` over a run
-    folder of the default's untrained generator (the time does not depend on the weights),
-    a 1152x864 JPEG and a 300x300 mask POSTed to /api/inpaint, Poisson-blended, the PNG read
-    back; after one untimed request."""
-    _report("measuring: page restoration through the API", start)
+def _page_run(args):
+    """A run folder of the default's untrained generator: a restoration's time does not
+    depend on the weights."""
     run_dir = os.path.join(args.dir, "page_run")
     if not os.path.exists(os.path.join(run_dir, "config.json")):
         config = tf_process.TrainConfig()
@@ -376,6 +378,27 @@ def measure_page(args, start, settings):
                                          epoch=tf.Variable(0, dtype=tf.int64))
         tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), 1).save(0)
         tf_process.save_config(config, run_dir)
+    return run_dir
+
+
+@contextlib.contextmanager
+def _server(run_dir):
+    """`python run.py --mode serve` over run_dir; yields its URL and its process."""
+    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "run.py"), "--mode", "serve", "--out_dir", run_dir, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        yield next(line for line in server.stdout if line.startswith("serving ")).split()[3], server
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+
+
+def measure_page(args, start, settings):
+    """Seconds for one page restoration end to end: `python run.py --mode serve`, a
+    1152x864 JPEG and a 300x300 mask POSTed to /api/inpaint with the centred square,
+    Poisson-blended, the PNG read back; after one untimed request."""
+    _report("measuring: page restoration through the API", start)
     width, height = PAGE_PHOTO
     face = synthetic_faces.synthetic_face(0, 1, height)
     pixels = np.empty((height, width, 3), np.uint8)
@@ -387,22 +410,156 @@ def measure_page(args, start, settings):
     top, left = (height - PAGE_HOLE) // 2, (width - PAGE_HOLE) // 2
     hole[top:top + PAGE_HOLE, left:left + PAGE_HOLE] = 255
     Image.fromarray(hole).save(mask, "PNG")
-    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(
-        __file__)), "run.py"), "--mode", "serve", "--out_dir", run_dir, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        url = next(line for line in server.stdout if line.startswith("serving ")).split()[3]
+    with _server(_page_run(args)) as (url, _):
         files = {"photo": ("photo.jpg", photo.getvalue()), "mask": ("mask.png", mask.getvalue())}
 
         def restore():
-            answer = requests.post(f"{url}/api/inpaint", files=files, timeout=600)
+            answer = requests.post(f"{url}/api/inpaint", files=files, data={"crop": "center"},
+                                   timeout=600)
             answer.raise_for_status()
-            return answer.headers["x-checkpoint-step"]
         restore()
         return [_seconds(restore) for _ in range(settings["step_repeats"])]
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+
+
+def phone_photo():
+    """A 4000x3000 JPEG as a phone takes it: a face right of centre on a textured
+    background, with a colour profile."""
+    width, height = PHONE_PHOTO
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / width
+    pixels = np.stack([80 + 60 * x, 110 + 50 * y, 140 - 50 * x], -1)
+    pixels += rng.normal(0, 6, pixels.shape).astype(np.float32)
+    photo = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    left, top, side = PHONE_FACE
+    face = Image.fromarray(synthetic_faces.synthetic_face(0, 1, 512))
+    photo.paste(face.resize((side, side), Image.Resampling.BICUBIC), (left, top))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=92, icc_profile=inpaint.SRGB.tobytes())
+    return buffer.getvalue()
+
+
+class PeakMemory:
+    """The peak resident memory of a process, sampled every 20 ms while in the block."""
+
+    def __init__(self, pid):
+        self.process, self.peak, self.done = psutil.Process(pid), 0, threading.Event()
+
+    def __enter__(self):
+        def sample():
+            while not self.done.wait(0.02):
+                self.peak = max(self.peak, self.process.memory_info().rss)
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def measure_phone(args, start, settings):
+    """A 12-megapixel phone photo through POST /api/inpaint with the surgical-mask hole on
+    the face it finds, Poisson-blended, end to end: seconds for one, and the server's peak
+    memory over its idle memory; then four sent at once."""
+    _report("measuring: a 12-megapixel photo through the API", start)
+    files = {"photo": ("phone.jpg", phone_photo())}
+
+    def restore():
+        answer = requests.post(f"{url}/api/inpaint", files=files, data={"hole": "facemask"},
+                               timeout=600)
+        answer.raise_for_status()
+        return answer
+    with _server(_page_run(args)) as (url, server):
+        idle = psutil.Process(server.pid).memory_info().rss
+        with PeakMemory(server.pid) as one:
+            left, top, side = map(int, restore().headers["x-squares"].split(","))
+            face_left, face_top, face_side = PHONE_FACE
+            if abs(left - face_left) > face_side / 4 or abs(top - face_top) > face_side / 4:
+                raise RuntimeError(f"the square {left},{top},{side} is not on the face")
+            seconds = [_seconds(restore) for _ in range(settings["step_repeats"])]
+        with PeakMemory(server.pid) as four, ThreadPoolExecutor(4) as pool:
+            at_once = _seconds(lambda: list(pool.map(lambda _: restore(), range(4))))
+    return {"seconds": seconds, "one_gb": (one.peak - idle) / 1e9,
+            "four_seconds": at_once, "four_gb": (four.peak - idle) / 1e9}
+
+
+SCENE, FACE_SHARE = (1600, 1200), (0.15, 0.40)  # the photo; the face's side over its width
+
+
+def _scene(face, rng):
+    """A test face pasted at a random position and scale into a photo of a random
+    background; returns the photo and the face's square (left, top, side)."""
+    width, height = SCENE
+    side = int(rng.uniform(*FACE_SHARE) * width)
+    left, top = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / width
+    low, high = rng.uniform(30, 220, 3), rng.uniform(30, 220, 3)
+    pixels = low + (high - low) * (x if rng.random() < 0.5 else y)[..., None]
+    pixels += rng.normal(0, 4, pixels.shape).astype(np.float32)
+    photo = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    photo.paste(Image.fromarray(face).resize((side, side), Image.Resampling.LANCZOS), (left, top))
+    return photo, (left, top, side)
+
+
+def measure_framing(run_dir, seed=0):
+    """Hole PSNR where the face is not centred: each test face of the run in its own
+    1600x1200 photo (random position, side 15-40 % of the width), the centre hole in face
+    coordinates as the mask, restored (Poisson) with --crop face and with --crop center,
+    and scored in face coordinates against the original at the run's side."""
+    config = tf_process.load_config(run_dir)
+    size = config.img_size
+    [index] = glob.glob(os.path.join(run_dir, "cache", f"images_{size}px_*.u8.json"))
+    with open(index) as f:
+        images = datamanager.ImageSet(index[:-len(".json")], json.load(f)["count"], size)
+    _, test_idx = datamanager.split(images.count, TEST_RATIO)
+    generator = tf_process.build_generator(config)
+    tf_process.load_trained_generator(run_dir, generator, size)
+    restore = tf_process.make_restore(generator, config)
+    hole = datamanager.make_masks("center", 1, size, [0, 0]).numpy()[0]
+    rng = np.random.default_rng(seed)
+    scores = {crop: [] for crop in ("face", "center")}
+    unrestorable = {crop: 0 for crop in scores}
+    found = 0
+    for face in images.read(test_idx):
+        photo, (left, top, side) = _scene(face, rng)
+        mask = Image.fromarray(hole[..., 0].astype(np.uint8) * 255).resize(
+            (side, side), Image.Resampling.NEAREST)
+        full = Image.new("L", SCENE)
+        full.paste(mask, (left, top))
+        found += bool(faces.find_faces(photo))
+        for crop, values in scores.items():
+            job = inpaint.Job(_named(photo, "photo"), _named(full, "mask"), "scene")
+            try:
+                plan = inpaint.plan(job, config, crop)
+            except inpaint.InpaintError:
+                unrestorable[crop] += 1
+                continue
+            [result] = inpaint.restore_plans(restore, config, [plan], poisson=True)
+            restored = result.crop((left, top, left + side, top + side)).resize(
+                (size, size), Image.Resampling.BOX)
+            values.append(float(losses.hole_psnr(
+                tf_process.to_unit(face[None]), tf_process.to_unit(np.asarray(restored)[None]),
+                tf.constant(hole[None]))[0]))
+    with open(os.path.join(run_dir, "test_metrics.json")) as f:
+        aligned = json.load(f)["model"]["hole_psnr"]
+    count = len(test_idx)
+    print(f"{count} test faces of {run_dir} in {SCENE[0]}x{SCENE[1]} photos; faces found: "
+          f"{found} ({found / count:.0%}); the run's aligned test hole PSNR: {aligned:.2f} dB\n")
+    print("| --crop | restored | could not be restored | hole PSNR (dB) | minus aligned |\n"
+          "|---|--:|--:|--:|--:|")
+    for crop, values in scores.items():
+        mean = float(np.mean(values)) if values else float("nan")
+        print(f"| {crop} | {len(values)} | {unrestorable[crop]} | {mean:.2f} | "
+              f"{mean - aligned:+.2f} |")
+    return 0
+
+
+def _named(image, name):
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    buffer.seek(0)
+    buffer.name = name
+    return buffer
 
 
 def _report(what, start):
@@ -488,8 +645,14 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer repeats and images (about 6 min)")
     p.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "context_encoder_bench"),
                    help="where the JPEGs and caches are kept between runs")
+    p.add_argument("--framing", metavar="RUN",
+                   help="instead: restore RUN's test faces placed anywhere in larger photos, "
+                        "found and framed (--crop face) and in the centred square, and print "
+                        "their hole PSNR (docs/faces.md)")
     p.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.framing:
+        return measure_framing(args.framing)
     settings = SETTINGS["quick" if args.quick else "full"]
     if args._child:
         name, *rest = args._child
@@ -528,6 +691,7 @@ def main(argv=None):
     write_masked_photos(os.path.join(args.dir, "masked_photos"), faces, settings["inpaint_photos"])
     restored = run_child(args, start, "inpaint")
     page = measure_page(args, start, settings)
+    phone = measure_phone(args, start, settings)
     psnr = {p: short_run_hole_psnr(args, start, p) for p in ("float32", "mixed")}
 
     jpegs = f"{settings['faces']:,} JPEGs {JPEG_SIDE}x{JPEG_SIDE} q{JPEG_QUALITY}"
@@ -554,6 +718,12 @@ def main(argv=None):
     page_row = (f"page restoration via POST /api/inpaint: {PAGE_PHOTO[0]}x{PAGE_PHOTO[1]} "
                 f"JPEG, {PAGE_HOLE}x{PAGE_HOLE} hole, Poisson, end to end")
     rows.append((page_row, "s", page))
+    phone_row = (f"{PHONE_PHOTO[0]}x{PHONE_PHOTO[1]} JPEG via POST /api/inpaint: face found, "
+                 "surgical-mask hole, Poisson, end to end")
+    rows += [(phone_row, "s", phone["seconds"]),
+             ("↳ server's peak memory over idle", "GB", [phone["one_gb"]]),
+             ("↳ four such requests at once: all answered", "s", [phone["four_seconds"]]),
+             ("↳ four at once: server's peak memory over idle", "GB", [phone["four_gb"]])]
     rows.append((f"peak RSS, epoch over {rss_set}", "GB", [rss["peak"] / 1e9]))
     rows.append(("↳ RSS before the epoch (models built, step traced)", "GB", [rss["before"] / 1e9]))
     faces, epochs = settings["short_run"][1], settings["short_run"][3]
