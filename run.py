@@ -286,6 +286,9 @@ def train_and_test(args, argv):
                              "training images; lower --batch")
         print(f"{images.count} images at {config.img_size}x{config.img_size}: "
               f"{len(train_idx)} train, {len(test_idx)} test")
+        # Seeded again: building the face detector for the cache draws on the global seed,
+        # and a cache already built (or a detector already loaded) does not.
+        tf.keras.utils.set_random_seed(args.seed)
         with strategy.scope():
             generator = tf_process.build_generator(config)
             # A test needs the generator alone, so a run trained with a discriminator since
