@@ -65,6 +65,7 @@ class Model:
         self.generator = tf_process.build_generator(self.config)
         self.restore = tf_process.make_restore(self.generator, self.config)
         self.lock = threading.Lock()  # one restoration or load at a time; the rest queue
+        self.waiting = []  # the tickets of the restorations waiting for the lock or holding it
         self.checkpoint, self.epoch, self.step, self.checked = None, None, None, 0.0
         with self.lock:
             self._refresh()
@@ -109,24 +110,37 @@ class Model:
                      "max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS})
         return info
 
-    def inpaint(self, photo, mask, hole, crop, poisson):
+    def inpaint(self, photo, mask, hole, crop, poisson, ticket=None):
         """The restored photo as PNG bytes, with the checkpoint's epoch and step and the
         squares restored, exactly as --mode inpaint writes it for the same photo, mask (or
         hole) and crop. Only the forward pass holds the lock: reading, finding faces and the
-        blend of one request run beside another's."""
+        blend of one request run beside another's. `ticket` names the request in
+        queue_position while it waits."""
         _check_photo(photo)
         job = inpaint.Job(_upload(photo, "photo"),
                           None if mask is None else _upload(mask, "mask"), "photo")
         plan = inpaint.plan(job, self.config, crop, hole)
         if not plan.squares:
             raise RequestError("mask: it has no white pixel; paint the hole to restore")
-        with self.lock:
-            self._refresh()
-            [fills] = inpaint.fill_squares(self.restore, self.config, [plan])
-            epoch, step = self.epoch, self.step
+        entry = ticket or object()
+        self.waiting.append(entry)  # list.append and .remove are atomic: no lock needed
+        try:
+            with self.lock:
+                self._refresh()
+                [fills] = inpaint.fill_squares(self.restore, self.config, [plan])
+                epoch, step = self.epoch, self.step
+        finally:
+            self.waiting.remove(entry)
         result = inpaint.paste(plan, fills, self.config, poisson)
         return (outputs.encode_png(result, plan.meta), epoch, step,
                 [s.crop for s in plan.squares], plan.note)
+
+    def queue_position(self, ticket):
+        """How many restorations came before `ticket` and are not done (0: its turn; the
+        lock is not first-come-first-served, so this is the order of arrival), or None when
+        it is not waiting."""
+        waiting = list(self.waiting)
+        return waiting.index(ticket) if ticket in waiting else None
 
     def find_faces(self, photo):
         """The faces found in the photo (upright, as the page shows it) and the square that
@@ -302,8 +316,11 @@ def create_app(model, ready="", hosts=None):
             poisson = _field_text(form, "poisson", "true").lower()
             if poisson not in ("true", "false"):
                 raise RequestError(f"poisson {poisson!r}: send true or false")
+            ticket = _field_text(form, "ticket")
+            if ticket is not None and not 0 < len(ticket) <= 64:
+                raise RequestError("ticket: send 1 to 64 characters, or leave it out")
             png, epoch, step, squares, note = await run_in_threadpool(
-                model.inpaint, photo, mask, hole, crop, poisson == "true")
+                model.inpaint, photo, mask, hole, crop, poisson == "true", ticket)
         except RequestError as error:
             return _error(error.status, str(error))
         except inpaint.InpaintError as error:
@@ -316,6 +333,11 @@ def create_app(model, ready="", hosts=None):
         if note:
             headers["X-Note"] = note.encode("ascii", "replace").decode()
         return Response(png, media_type="image/png", headers=headers)
+
+    @app.get("/api/queue/{ticket}")
+    async def queue(ticket: str):
+        """Where the restoration sent with this ticket stands: the page's progress line."""
+        return {"ahead": model.queue_position(ticket), "restorations": len(model.waiting)}
 
     @app.post("/api/faces")
     async def find_faces(request: Request):

@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,42 @@ def straight_run(face_folder, tmp_path_factory):
                      "2", "--img_size", "32", "--batch", "4", "--test_ratio", "0.25", "--lr",
                      "1e-3"]) == 0
     return out
+
+
+def start_server(out_dir, *flags):
+    """`python run.py --mode serve` on a free port, as a user starts it; returns the process
+    and its URL once it says where it serves."""
+    process = subprocess.Popen([sys.executable, "run.py", "--mode", "serve", "--out_dir", out_dir,
+                                "--port", "0", *flags], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("serving "):
+            return process, line.split(" at ")[1].split()[0], lines
+    process.wait()
+    raise AssertionError(f"the server did not start: {''.join(lines)}")
+
+
+def stop_server(process):
+    """Ctrl-C, as a user ends it: a clean exit."""
+    process.send_signal(signal.SIGINT)
+    try:
+        rest = process.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hung server must not outlive the test
+        raise
+    assert process.returncode == 0, rest
+    assert rest.strip().endswith("stopped"), rest
+    return rest
+
+
+@pytest.fixture(scope="session")
+def server(trained_run):
+    """The trained run served as a user starts it: its URL and process."""
+    process, url, _ = start_server(trained_run)
+    yield url, process
+    stop_server(process)
 
 
 def with_bfloat16_kernels(check):

@@ -5,11 +5,11 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import pytest
 import requests
-from conftest import ROOT
+from conftest import ROOT, start_server, stop_server
 from PIL import Image
 
 import outputs
@@ -27,41 +27,6 @@ import serve
 import synthetic_faces
 
 PHOTO_SIZE = (200, 150)  # landscape, so the square the model sees is not the whole photo
-
-
-def start_server(out_dir, *flags):
-    """`python run.py --mode serve` on a free port, as a user starts it; returns the process
-    and its URL once it says where it serves."""
-    process = subprocess.Popen([sys.executable, "run.py", "--mode", "serve", "--out_dir", out_dir,
-                                "--port", "0", *flags], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith("serving "):
-            return process, line.split(" at ")[1].split()[0], lines
-    process.wait()
-    raise AssertionError(f"the server did not start: {''.join(lines)}")
-
-
-def stop_server(process):
-    """Ctrl-C, as a user ends it: a clean exit."""
-    process.send_signal(signal.SIGINT)
-    try:
-        rest = process.communicate(timeout=60)[0]
-    except subprocess.TimeoutExpired:
-        process.kill()  # a hung server must not outlive the test
-        raise
-    assert process.returncode == 0, rest
-    assert rest.strip().endswith("stopped"), rest
-    return rest
-
-
-@pytest.fixture(scope="module")
-def server(trained_run):
-    process, url, _ = start_server(trained_run)
-    yield url, process
-    stop_server(process)
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +238,26 @@ def test_requests_at_once_all_come_back_right(server, photo):
     assert [a.content for a in at_once] == one_by_one
 
 
+def test_the_queue_tells_a_waiting_restoration_its_place(server, photo, trained_run):
+    url, _ = server
+    assert requests.get(f"{url}/api/queue/nobody", timeout=10).json() == {
+        "ahead": None, "restorations": 0}
+    assert post(url, photo.read_bytes(), mask_png(HOLE), ticket="x" * 65).json()["error"] == (
+        "ticket: send 1 to 64 characters, or leave it out")
+    model = serve.Model(trained_run)
+    data, mask = photo.read_bytes(), mask_png(HOLE)
+    with model.lock, ThreadPoolExecutor(2) as pool:  # the model is busy: both wait
+        first = pool.submit(model.inpaint, data, mask, None, "face", True, "first")
+        while model.queue_position("first") is None:
+            time.sleep(0.01)
+        second = pool.submit(model.inpaint, data, mask, None, "face", True, "second")
+        while model.queue_position("second") is None:
+            time.sleep(0.01)
+        assert (model.queue_position("first"), model.queue_position("second")) == (0, 1)
+    assert first.result()[0] == second.result()[0]
+    assert model.queue_position("first") is None and model.waiting == []
+
+
 def test_memory_stays_flat_over_many_requests(server, photo):
     url, process = server
     memory = psutil.Process(process.pid)
@@ -322,76 +307,3 @@ def test_listening_beyond_this_machine_warns_first(trained_run):
         assert url.startswith("http://0.0.0.0:")
     finally:
         stop_server(process)
-
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; .ci/run installs it
-
-
-def test_the_page_restores_a_painted_hole_in_a_real_browser(server, photo, tmp_path):
-    """Open the page, load a photo, paint with the mouse, restore, download, check the file.
-    A browser that cannot start fails this test: it is never skipped."""
-    from playwright.sync_api import expect, sync_playwright
-    url, _ = server
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-        requested = []
-        page.on("request", lambda request: requested.append(request.url))
-        page.goto(url)
-        expect(page.locator("#run")).to_contain_text("epoch 2 of 2")
-        page.set_input_files("#photo-file", str(photo))
-        expect(page.locator("#restore")).to_be_enabled()
-        # the face is found and framed as the run's training faces: the server's square
-        expect(page.locator("#status")).to_contain_text("1 face found")
-        found = requests.post(f"{url}/api/faces", files={"photo": photo.read_bytes()},
-                              timeout=60).json()["faces"]
-        expect(page.locator("#square-side-value")).to_have_text(str(found[0]["square"][2]))
-        expect(page.locator(".square")).to_have_count(1)
-        canvas = page.locator("#mask-canvas").bounding_box()
-
-        def drag(points):
-            scale = canvas["width"] / PHOTO_SIZE[0]
-            screen = [(canvas["x"] + x * scale, canvas["y"] + y * scale) for x, y in points]
-            page.mouse.move(*screen[0])
-            page.mouse.down()
-            for point in screen[1:]:
-                page.mouse.move(*point, steps=8)
-            page.mouse.up()
-
-        page.click("#restore")  # nothing painted yet
-        expect(page.locator("#error")).to_contain_text("Paint the hole first")
-        drag([(4, 20), (14, 20)])  # outside the square the model sees: the server refuses it
-        page.click("#restore")
-        expect(page.locator("#error")).to_contain_text("outside the square the model sees")
-        page.click("#undo")
-        slider = page.locator("#brush-size")
-        slider.focus()
-        for _ in range(8):  # 24 px down to 16, as arrow keys move a slider
-            slider.press("ArrowLeft")
-        expect(page.locator("#brush-size-value")).to_have_text("16")
-        stroke = [(85, 80), (120, 80)]
-        drag(stroke)
-        page.click("#restore")
-        expect(page.locator("#result-time")).to_contain_text("Restored in")
-        expect(page.locator("#error")).to_be_hidden()
-        with page.expect_download() as download:
-            page.click("#download")
-        assert download.value.suggested_filename == "face_restored.png"
-        saved = tmp_path / "restored.png"
-        download.value.save_as(saved)
-        page.click("#before-after")
-        expect(page.locator("#restored-caption")).to_have_text("before (original)")
-        browser.close()
-    restored = np.asarray(Image.open(saved), np.int16)
-    original = np.asarray(Image.open(photo), np.int16)
-    assert restored.shape == original.shape
-    # Distance of every pixel centre to the stroke's segment, in photo pixels.
-    rows, cols = np.mgrid[0:PHOTO_SIZE[1], 0:PHOTO_SIZE[0]] + 0.5
-    (x0, y0), (x1, _) = stroke  # a horizontal stroke
-    along = np.clip((cols - x0) / (x1 - x0), 0, 1)
-    distance = np.hypot(cols - (x0 + along * (x1 - x0)), rows - y0)
-    assert np.array_equal(restored[distance > 8 + 2], original[distance > 8 + 2])
-    assert np.abs(restored[distance < 6] - original[distance < 6]).mean() > 1
-    elsewhere = [u for u in requested if urlparse(u).scheme not in ("blob", "data")
-                 and urlparse(u).hostname != "127.0.0.1"]
-    assert not elsewhere and any(u.endswith("/api/inpaint") for u in requested)

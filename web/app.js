@@ -1,27 +1,12 @@
-// The page of `python run.py --mode serve`: paint the hole on a photo, send photo and mask to
-// POST /api/inpaint, show and download what comes back. Everything stays on this machine.
-"use strict";
+// The page of `python run.py --mode serve`: open a photo, paint the hole, restore it through
+// the API, keep the results. This file wires the page: buttons by their data-action, keys,
+// opening photos, and the restoration in flight. Everything stays on this machine.
+
+import * as api from "./api.js";
+import * as editor from "./editor.js";
+import * as history from "./history.js";
 
 const $ = (id) => document.getElementById(id);
-const photoCanvas = $("photo-canvas");
-const maskCanvas = $("mask-canvas");
-const mask = maskCanvas.getContext("2d", { willReadFrequently: true });
-const stage = $("stage");
-const HOLE_COLOUR = "rgb(255, 40, 90)"; // shown at the canvas's opacity; any opaque pixel is hole
-const UNDO_DEPTH = 30;
-
-const state = {
-  file: null, // the photo as opened: sent as it is, so the server reads the same bytes as --input
-  name: "photo",
-  width: 0,
-  height: 0,
-  squares: [], // the squares the model sees: {left, top, side, box} in photo pixels
-  selected: 0, // the square the side slider and "Move square" act on
-  opened: 0, // counts photos opened, so a late answer about an earlier one is dropped
-  undo: [],
-  redo: [],
-  urls: [],
-};
 
 // ------------------------------------------------------------------ messages
 
@@ -38,9 +23,7 @@ function setStatus(message) {
 
 async function loadRun() {
   try {
-    const response = await fetch("/api/run");
-    const run = await response.json();
-    if (!response.ok) throw new Error(run.error);
+    const run = await api.runInfo();
     const score = run.test_hole_psnr == null ? "no test scores yet"
       : `test hole PSNR ${run.test_hole_psnr.toFixed(2)} dB against OpenCV Telea's ` +
         `${run.telea_hole_psnr.toFixed(2)} dB (epoch ${run.metrics_epoch})`;
@@ -49,6 +32,21 @@ async function loadRun() {
   } catch (error) {
     $("run").textContent = `Cannot reach the server: ${error.message}`;
   }
+}
+
+// ------------------------------------------------------------------ requests in flight
+
+// Opening a photo cancels everything about the one before; starting a restoration cancels
+// the one running. A cancelled request's late answer is never shown.
+let facesRequest = null;
+let restoration = null; // {controller, timer}
+
+function cancelRestoration() {
+  if (!restoration) return;
+  restoration.controller.abort();
+  clearInterval(restoration.timer);
+  restoration = null;
+  $("cancel").hidden = true;
 }
 
 // ------------------------------------------------------------------ the photo
@@ -63,62 +61,48 @@ async function openPhoto(file) {
               "choose a JPEG, PNG or WebP photo");
     return;
   }
+  cancelRestoration();
+  facesRequest?.abort();
   showError("");
-  Object.assign(state, { file, name: (file.name || "photo").replace(/\.[^.]*$/, ""),
-                         width: bitmap.width, height: bitmap.height, undo: [], redo: [] });
-  for (const canvas of [photoCanvas, maskCanvas]) {
-    canvas.width = bitmap.width;
-    canvas.height = bitmap.height;
-  }
-  photoCanvas.getContext("2d").drawImage(bitmap, 0, 0);
-  bitmap.close();
-  mask.clearRect(0, 0, state.width, state.height);
-  const side = Math.min(state.width, state.height);
-  const slider = $("square-side");
-  slider.min = Math.min(side, 32);
-  slider.max = side;
-  $("brush-size").max = Math.max(2, Math.round(side / 3));
-  stage.classList.remove("empty");
-  $("restore").disabled = false;
-  $("result").hidden = true;
+  history.forget();
+  const name = (file.name || "photo").replace(/\.[^.]*$/, "");
+  editor.open(file, name, bitmap);
+  const { width, height } = editor.photo;
+  const side = Math.min(width, height);
   // --mode inpaint's square when no face is found: the centred one, rounded down
-  setSquares([[Math.floor((state.width - side) / 2), Math.floor((state.height - side) / 2), side]]);
-  setStatus(`${state.name}: ${state.width}x${state.height}. Looking for faces…`);
-  const opened = ++state.opened;
-  const found = await findFaces(file);
-  if (opened !== state.opened) return; // another photo was opened meanwhile
-  if (found.length) setSquares(found);
-  setStatus(`${state.name}: ${state.width}x${state.height}. ` +
+  editor.setSquares([[Math.floor((width - side) / 2), Math.floor((height - side) / 2), side]]);
+  $("restore").disabled = false;
+  setStatus(`${name}: ${width}x${height}. Looking for faces…`);
+  const controller = facesRequest = new AbortController();
+  let found = [];
+  try {
+    found = await api.findFaces(file, controller.signal);
+  } catch (error) {
+    if (error.name === "AbortError") return; // another photo was opened meanwhile
+    showError(`Finding faces failed (${error.message}); the model sees the centred square`);
+  }
+  if (controller !== facesRequest) return;
+  facesRequest = null;
+  if (found.length) editor.setSquares(found);
+  setStatus(`${name}: ${width}x${height}. ` +
     (found.length ? `${found.length} face${found.length > 1 ? "s" : ""} found, each framed ` +
                     "as the training faces were. Paint over what is hidden."
                   : "No face found: the model sees the centred square. Paint over what is hidden."));
 }
 
-// The square framing each face the server finds, as the model saw its training faces.
-async function findFaces(file) {
-  const form = new FormData();
-  form.append("photo", file, file.name || "photo");
-  try {
-    const response = await fetch("/api/faces", { method: "POST", body: form });
-    const answer = await response.json();
-    if (!response.ok) throw new Error(answer.error);
-    return answer.faces.map((face) => face.square);
-  } catch (error) {
-    showError(`Finding faces failed (${error.message}); the model sees the centred square`);
-    return [];
-  }
-}
-
-$("photo-file").addEventListener("change", (event) => openPhoto(event.target.files[0]));
+$("photo-file").addEventListener("change", (event) => {
+  openPhoto(event.target.files[0]);
+  event.target.value = ""; // the same file chosen again opens again
+});
 
 document.addEventListener("dragover", (event) => {
   event.preventDefault();
-  stage.classList.add("dragging");
+  $("viewport").classList.add("dragging");
 });
-document.addEventListener("dragleave", () => stage.classList.remove("dragging"));
+document.addEventListener("dragleave", () => $("viewport").classList.remove("dragging"));
 document.addEventListener("drop", (event) => {
   event.preventDefault();
-  stage.classList.remove("dragging");
+  $("viewport").classList.remove("dragging");
   openPhoto(event.dataTransfer.files[0]);
 });
 document.addEventListener("paste", (event) => {
@@ -126,314 +110,153 @@ document.addEventListener("paste", (event) => {
   if (file) openPhoto(file);
 });
 
-// ------------------------------------------------------------------ the square the model sees
+// ------------------------------------------------------------------ the hole
 
-function setSquares(crops) {
-  stage.querySelectorAll(".square").forEach((box) => box.remove());
-  state.squares = crops.map(([left, top, side]) => {
-    const box = document.createElement("div");
-    box.className = "square";
-    stage.append(box);
-    return { left, top, side, box };
-  });
-  select(state.squares.length - 1);
-  state.squares.forEach((_, index) => setSquare(index, state.squares[index]));
-}
-
-function select(index) {
-  state.selected = index;
-  state.squares.forEach((square, i) => square.box.classList.toggle("selected", i === index));
-  const square = state.squares[index];
-  $("square-side").value = square.side;
-  $("square-side-value").textContent = square.side;
-  $("square-count").textContent = state.squares.length > 1
-    ? `(square ${index + 1} of ${state.squares.length})` : "";
-}
-
-function setSquare(index, { left, top, side }) {
-  side = Math.min(side, state.width, state.height);
-  left = Math.max(0, Math.min(Math.round(left), state.width - side));
-  top = Math.max(0, Math.min(Math.round(top), state.height - side));
-  const square = state.squares[index];
-  Object.assign(square, { left, top, side });
-  const scale = 100 / state.width;
-  const vScale = 100 / state.height;
-  Object.assign(square.box.style, { left: `${left * scale}%`, top: `${top * vScale}%`,
-                                    width: `${side * scale}%`, height: `${side * vScale}%` });
-  if (index === state.selected) $("square-side-value").textContent = side;
-}
-
-$("square-side").addEventListener("input", (event) => {
-  const { left, top, side } = state.squares[state.selected];
-  const next = Number(event.target.value);
-  setSquare(state.selected, { left: left + (side - next) / 2, top: top + (side - next) / 2,
-                              side: next });
-});
-
-// ------------------------------------------------------------------ painting
-
-function tool() {
-  return document.querySelector("input[name=tool]:checked").value;
-}
-
-document.querySelectorAll("input[name=tool]").forEach((input) =>
-  input.addEventListener("change", () => stage.classList.toggle("square-tool", tool() === "square")));
-
-$("brush-size").addEventListener("input", (event) => {
-  $("brush-size-value").textContent = event.target.value;
-});
-
-function photoPoint(event) {
-  const box = maskCanvas.getBoundingClientRect();
-  return { x: (event.clientX - box.left) * state.width / box.width,
-           y: (event.clientY - box.top) * state.height / box.height };
-}
-
-function remember() {
-  state.undo.push(mask.getImageData(0, 0, state.width, state.height));
-  if (state.undo.length > UNDO_DEPTH) state.undo.shift();
-  state.redo = [];
-}
-
-function swap(from, to) {
-  if (!from.length) return;
-  to.push(mask.getImageData(0, 0, state.width, state.height));
-  mask.putImageData(from.pop(), 0, 0);
-}
-
-let stroke = null;
-
-maskCanvas.addEventListener("pointerdown", (event) => {
-  if (!state.file || event.button !== 0) return;
-  maskCanvas.setPointerCapture(event.pointerId);
-  const point = photoPoint(event);
-  if (tool() === "square") {
-    // the last square under the pointer (drawn on top), else the selected one
-    const under = state.squares.findLastIndex((s) => point.x >= s.left && point.x < s.left + s.side &&
-                                                      point.y >= s.top && point.y < s.top + s.side);
-    if (under >= 0) select(under);
-    const { left, top, side } = state.squares[state.selected];
-    stroke = { drag: true, from: point, square: { left, top, side } };
-    return;
-  }
-  remember();
-  stroke = { drag: false, last: point };
-  mask.globalCompositeOperation = tool() === "eraser" ? "destination-out" : "source-over";
-  mask.fillStyle = mask.strokeStyle = HOLE_COLOUR;
-  mask.lineWidth = Number($("brush-size").value);
-  mask.lineCap = mask.lineJoin = "round";
-  mask.beginPath();
-  mask.arc(point.x, point.y, mask.lineWidth / 2, 0, 2 * Math.PI);
-  mask.fill();
-});
-
-maskCanvas.addEventListener("pointermove", (event) => {
-  if (!stroke) return;
-  const point = photoPoint(event);
-  if (stroke.drag) {
-    const { left, top, side } = stroke.square;
-    setSquare(state.selected, { left: left + point.x - stroke.from.x,
-                                top: top + point.y - stroke.from.y, side });
-    return;
-  }
-  mask.beginPath();
-  mask.moveTo(stroke.last.x, stroke.last.y);
-  mask.lineTo(point.x, point.y);
-  mask.stroke();
-  stroke.last = point;
-});
-
-for (const end of ["pointerup", "pointercancel"]) {
-  maskCanvas.addEventListener(end, () => {
-    stroke = null;
-    mask.globalCompositeOperation = "source-over";
-  });
-}
-
-$("undo").addEventListener("click", () => swap(state.undo, state.redo));
-$("redo").addEventListener("click", () => swap(state.redo, state.undo));
-$("clear").addEventListener("click", () => {
-  remember();
-  mask.clearRect(0, 0, state.width, state.height);
-});
-document.addEventListener("keydown", (event) => {
-  if (!(event.ctrlKey || event.metaKey)) return;
-  if (event.key === "z") swap(state.undo, state.redo);
-  else if (event.key === "y") swap(state.redo, state.undo);
-  else return;
-  event.preventDefault();
-});
-
-// A white-on-black picture as hole-coloured pixels on the mask, drawn into a box of the photo.
-function drawAsHole(image, left, top, width, height) {
-  const scratch = document.createElement("canvas");
-  scratch.width = width;
-  scratch.height = height;
-  const context = scratch.getContext("2d");
-  context.imageSmoothingEnabled = false; // the server resizes training holes with nearest
-  context.drawImage(image, 0, 0, width, height);
-  const pixels = context.getImageData(0, 0, width, height);
-  const data = pixels.data;
-  for (let i = 0; i < data.length; i += 4) {
-    // as the server reads a mask: luminance over 127 where the pixel is not transparent
-    const white = data[i + 3] > 127 &&
-      0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2] > 127;
-    data.set(white ? [255, 40, 90, 255] : [0, 0, 0, 0], i);
-  }
-  context.putImageData(pixels, 0, 0);
-  mask.drawImage(scratch, left, top);
-}
+const HOLE_NAMES = { center: "Centre square", facemask: "Surgical mask" };
 
 // The training hole on every square: each face found gets it.
 async function preset(kind) {
-  if (!state.file) return;
-  let image;
+  if (!editor.hasPhoto()) return showError("Open a photo first");
   try {
-    const response = await fetch(`/api/hole/${kind}`);
-    if (!response.ok) throw new Error((await response.json()).error);
-    image = await createImageBitmap(await response.blob());
+    const picture = await api.hole(kind);
+    const boxes = editor.squaresInEffect().map((s) => [s.left, s.top, s.side, s.side]);
+    await editor.addPicture(picture, boxes, HOLE_NAMES[kind]);
+    showError("");
   } catch (error) {
-    showError(`The ${kind} hole could not be fetched (${error.message})`);
-    return;
+    showError(`The ${HOLE_NAMES[kind]} hole could not be fetched (${error.message})`);
   }
-  remember();
-  mask.clearRect(0, 0, state.width, state.height);
-  for (const { left, top, side } of state.squares) drawAsHole(image, left, top, side, side);
 }
-
-$("preset-center").addEventListener("click", () => preset("center"));
-$("preset-facemask").addEventListener("click", () => preset("facemask"));
 
 $("mask-file").addEventListener("change", async (event) => {
   const file = event.target.files[0];
   event.target.value = "";
-  if (!file || !state.file) return;
-  let image;
+  if (!file) return;
+  if (!editor.hasPhoto()) return showError("Open a photo first, then its mask");
+  const { width, height } = editor.photo;
+  let size;
   try {
-    image = await createImageBitmap(file);
+    const image = await createImageBitmap(file);
+    size = [image.width, image.height];
+    image.close();
   } catch {
-    showError(`${file.name}: not an image the browser can open; give a PNG, white = hole`);
-    return;
+    return showError(`${file.name}: not an image the browser can open; give a PNG, white = hole`);
   }
-  if (image.width !== state.width || image.height !== state.height) {
-    showError(`${file.name}: the mask is ${image.width}x${image.height} but the photo is ` +
-              `${state.width}x${state.height}; a mask must have its photo's size`);
-    return;
+  if (size[0] !== width || size[1] !== height) {
+    return showError(`${file.name}: the mask is ${size[0]}x${size[1]} but the photo is ` +
+                     `${width}x${height}; a mask must have its photo's size`);
   }
   showError("");
-  remember();
-  mask.clearRect(0, 0, state.width, state.height);
-  drawAsHole(image, 0, 0, state.width, state.height);
+  await editor.addPicture(file, [[0, 0, width, height]], "uploaded mask");
 });
 
 // ------------------------------------------------------------------ restoring
 
-// The painted hole as the server reads --mask: white where painted, black elsewhere, at the
-// photo's size. Also returns whether any pixel is hole.
-function maskPicture() {
-  const pixels = mask.getImageData(0, 0, state.width, state.height);
-  const data = pixels.data;
-  let any = false;
-  for (let i = 0; i < data.length; i += 4) {
-    const hole = data[i + 3] > 127 ? 255 : 0;
-    any ||= hole > 0;
-    data[i] = data[i + 1] = data[i + 2] = hole;
-    data[i + 3] = 255;
-  }
-  const canvas = document.createElement("canvas");
-  canvas.width = state.width;
-  canvas.height = state.height;
-  canvas.getContext("2d").putImageData(pixels, 0, 0);
-  return { canvas, any };
-}
-
-// The photo with its hole blacked out, as the model is given it.
-function maskedPreview(holes) {
-  const canvas = document.createElement("canvas");
-  canvas.width = state.width;
-  canvas.height = state.height;
-  const context = canvas.getContext("2d");
-  const hole = holes.getContext("2d").getImageData(0, 0, state.width, state.height).data;
-  const out = photoCanvas.getContext("2d").getImageData(0, 0, state.width, state.height);
-  for (let i = 0; i < out.data.length; i += 4) {
-    if (hole[i]) out.data.fill(0, i, i + 3);
-  }
-  context.putImageData(out, 0, 0);
-  return canvas;
-}
-
-function objectUrl(blob) {
-  const url = URL.createObjectURL(blob);
-  state.urls.push(url);
-  return url;
-}
-
 async function restore() {
   showError("");
-  const { canvas, any } = maskPicture();
-  if (!any) {
-    showError("Paint the hole first: nothing is painted");
-    return;
-  }
-  const button = $("restore");
-  button.disabled = true;
-  setStatus("Restoring…");
-  const form = new FormData();
-  form.append("photo", state.file, state.file.name || "photo");
-  form.append("mask", await new Promise((done) => canvas.toBlob(done, "image/png")), "mask.png");
-  form.append("crop", state.squares.map((s) => `${s.left},${s.top},${s.side}`).join(";"));
-  form.append("poisson", $("poisson").checked ? "true" : "false");
+  if (!editor.hasPhoto()) return showError("Open a photo first");
+  cancelRestoration();
+  const controller = new AbortController();
+  const mine = restoration = { controller, timer: null };
+  const ticket = `${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
   const start = performance.now();
+  const poisson = $("poisson").checked;
+  const { file, name } = editor.photo;
+  const squares = editor.squaresInEffect();
+  const hole = editor.holeMadeWith();
+  let ahead = null;
+  const progress = () => {
+    const seconds = ((performance.now() - start) / 1000).toFixed(0);
+    setStatus(ahead ? `Waiting: ${ahead} restoration${ahead > 1 ? "s" : ""} ahead… ${seconds} s`
+                    : `Restoring… ${seconds} s`);
+  };
+  mine.timer = setInterval(() => {
+    progress();
+    api.queuePosition(ticket, controller.signal).then((n) => { ahead = n; }, () => {});
+  }, 1000);
+  progress();
+  $("cancel").hidden = false;
   try {
-    const response = await fetch("/api/inpaint", { method: "POST", body: form });
-    if (!response.ok) {
-      let message = `the server answered ${response.status}`;
-      try { message = (await response.json()).error; } catch { /* not JSON */ }
-      showError(message);
-      setStatus("");
-      return;
-    }
-    const restored = await response.blob();
+    const maskPng = await editor.maskPicture();
+    if (!maskPng) throw new Error("Paint the hole first: nothing is painted");
+    const answer = await api.inpaint({ photo: file, name, mask: maskPng, squares, poisson, ticket },
+                                     controller.signal);
+    if (mine !== restoration) return;
     const seconds = (performance.now() - start) / 1000;
-    state.urls.forEach((url) => URL.revokeObjectURL(url));
-    state.urls = [];
-    const original = objectUrl(state.file);
-    const restoredUrl = objectUrl(restored);
-    $("result-original").src = original;
-    $("result-masked").src = maskedPreview(canvas).toDataURL("image/png");
-    $("result-restored").src = restoredUrl;
-    $("result-restored").dataset.after = restoredUrl;
-    $("result-restored").dataset.before = original;
-    $("before-after").setAttribute("aria-pressed", "false");
-    $("before-after").textContent = "Show before";
-    $("restored-caption").textContent = "restored";
-    $("download").href = restoredUrl;
-    $("download").download = `${state.name}_restored.png`;
-    const epoch = response.headers.get("X-Checkpoint-Epoch");
-    const step = response.headers.get("X-Checkpoint-Step");
-    $("result-time").textContent = `Restored in ${seconds.toFixed(2)} s ` +
-      `(${$("poisson").checked ? "Poisson blend" : "feathered"}; checkpoint of epoch ${epoch}, ` +
-      `step ${step}), ${state.width}x${state.height} PNG`;
-    $("result").hidden = false;
-    setStatus("Done. Paint more and restore again, or download.");
+    const count = answer.squares.split(";").filter(Boolean).length;
+    const sides = answer.squares.split(";").filter(Boolean).map((s) => s.split(",")[2]);
+    const caption = `${poisson ? "Poisson blend" : "feathered"}, ${hole}, ` +
+      `${count} square${count === 1 ? "" : "s"} (side ${sides.join(", ")}); ` +
+      `${seconds.toFixed(2)} s, checkpoint of epoch ${answer.epoch}, step ${answer.step}`;
+    const number = document.querySelectorAll("#history li").length + 1;
+    await history.add({ blob: answer.blob, before: file, caption,
+                        fileName: `${name}_restored${number > 1 ? `_${number}` : ""}.png` });
+    setStatus((answer.note ? `${answer.note}. ` : "") +
+              "Done. Paint more and restore again, continue from a result, or download.");
   } catch (error) {
-    showError(`Cannot reach the server (${error.message}); is python run.py --mode serve running?`);
+    if (error.name === "AbortError" || mine !== restoration) return;
+    showError(error.message);
     setStatus("");
   } finally {
-    button.disabled = false;
+    if (mine === restoration) cancelRestoration();
   }
 }
 
-$("restore").addEventListener("click", restore);
+// ------------------------------------------------------------------ wiring
 
-$("before-after").addEventListener("click", (event) => {
-  const image = $("result-restored");
-  const before = event.target.getAttribute("aria-pressed") !== "true";
-  event.target.setAttribute("aria-pressed", String(before));
-  event.target.textContent = before ? "Show after" : "Show before";
-  image.src = before ? image.dataset.before : image.dataset.after;
-  $("restored-caption").textContent = before ? "before (original)" : "restored";
+function refreshButtons() {
+  document.querySelector("[data-action=undo]").disabled = !editor.canUndo();
+  document.querySelector("[data-action=redo]").disabled = !editor.canRedo();
+}
+
+editor.listen(refreshButtons);
+
+const actions = {
+  "zoom-in": () => editor.zoomBy(1.5),
+  "zoom-out": () => editor.zoomBy(1 / 1.5),
+  fit: () => editor.fit(),
+  undo: () => editor.undo(),
+  redo: () => editor.redo(),
+  clear: () => editor.clear(),
+  preset: (button) => preset(button.dataset.hole),
+  restore,
+  cancel: () => {
+    cancelRestoration();
+    setStatus("Cancelled.");
+  },
+  compare: () => history.compare(!history.comparing()),
+  continue: async () => {
+    const result = history.current();
+    await editor.continueFrom(result.blob, editor.photo.name);
+    $("viewport").scrollIntoView({ block: "nearest" }); // the results may have scrolled it away
+    setStatus("Editing the result: paint the next hole and restore again (Undo goes back).");
+  },
+};
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-action]");
+  if (button && !button.disabled && !button.hidden) actions[button.dataset.action](button);
 });
 
+document.addEventListener("keydown", (event) => {
+  if (event.target.closest("input[type=text], textarea")) return;
+  const key = event.key.toLowerCase(); // with Shift held, "z" arrives as "Z"
+  if (event.ctrlKey || event.metaKey) {
+    if (key === "z" && event.shiftKey) editor.redo();
+    else if (key === "z") editor.undo();
+    else if (key === "y") editor.redo();
+    else return;
+  } else if (event.key === "[") editor.resizeBrush(1 / 1.2);
+  else if (event.key === "]") editor.resizeBrush(1.2);
+  else if (event.key === "0") editor.fit();
+  else if (event.key === " ") editor.holdSpace(true);
+  else return;
+  event.preventDefault();
+});
+
+document.addEventListener("keyup", (event) => {
+  if (event.key === " ") editor.holdSpace(false);
+});
+
+editor.brushChanged();
 loadRun();
 setInterval(loadRun, 10000);
