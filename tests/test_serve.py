@@ -246,15 +246,17 @@ def test_the_queue_tells_a_waiting_restoration_its_place(server, photo, trained_
         "ticket: send 1 to 64 characters, or leave it out")
     model = serve.Model(trained_run)
     data, mask = photo.read_bytes(), mask_png(HOLE)
-    with model.lock, ThreadPoolExecutor(2) as pool:  # the model is busy: both wait
-        first = pool.submit(model.inpaint, data, mask, None, "face", True, "first")
-        while model.queue_position("first") is None:
-            time.sleep(0.01)
-        second = pool.submit(model.inpaint, data, mask, None, "face", True, "second")
-        while model.queue_position("second") is None:
-            time.sleep(0.01)
-        assert (model.queue_position("first"), model.queue_position("second")) == (0, 1)
-    assert first.result()[0] == second.result()[0]
+    # The lock is released before the pool waits for its threads, which need it.
+    with ThreadPoolExecutor(2) as pool:
+        with model.lock:  # the model is busy: both wait
+            first = pool.submit(model.inpaint, data, mask, None, "face", True, "first")
+            while model.queue_position("first") is None:
+                time.sleep(0.01)
+            second = pool.submit(model.inpaint, data, mask, None, "face", True, "second")
+            while model.queue_position("second") is None:
+                time.sleep(0.01)
+            assert (model.queue_position("first"), model.queue_position("second")) == (0, 1)
+        assert first.result()[0] == second.result()[0]
     assert model.queue_position("first") is None and model.waiting == []
 
 
