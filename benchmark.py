@@ -1,5 +1,6 @@
 """Measures data preparation, the train step (on this CPU and in the AVX2 class, with oneDNN
-on and off), an epoch, test inference and peak memory, and prints one table of min / median
+on and off), an epoch, test inference, restorations through the page and through the
+exported files, and peak memory, and prints one table of min / median
 / max over repeats, then the train step's top op types.
 
     python benchmark.py            # about 20 minutes on 2 CPU cores
@@ -11,6 +12,7 @@ measurement that builds the models runs in its own child process of this script.
 """
 import argparse
 import contextlib
+import functools
 import glob
 import io
 import json
@@ -37,6 +39,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import datamanager
 import devices
+import export
 import faces
 import inpaint
 import losses
@@ -364,6 +367,32 @@ def child_inpaint(settings, bench_dir):
     return {"policy": policy, "photos": len(jobs), "rate": rates}
 
 
+EXPORT_RUNTIMES = {"TensorFlow (SavedModel)": (export.SAVED_MODEL, export.saved_model_runner),
+                   "ONNX Runtime": (export.ONNX_FILE, export.onnx_runner),
+                   "LiteRT": (export.LITERT_FILE, export.litert_runner)}
+
+
+def child_export(args, settings):
+    """--mode export of the default run's generator: each file's size, and seconds for one
+    restoration of a batch of 1 and of BATCH through each runtime, after one untimed call."""
+    run_dir = _page_run(args)
+    kept = export.export(run_dir, report=lambda line: None)
+    folder = os.path.join(run_dir, export.EXPORT_DIR)
+    rng = np.random.default_rng(0)
+    result = {"mb": {name: size / 2**20 for name, (size, _) in kept.items()}, "seconds": {}}
+    for runtime, (name, load) in EXPORT_RUNTIMES.items():
+        restore = load(os.path.join(folder, name))
+        for batch in (1, BATCH):
+            images = rng.integers(0, 256, (batch, SIZE, SIZE, 3), np.uint8)
+            masks = (datamanager.make_masks("center", batch, SIZE, [0, 0]).numpy() * 255
+                     ).astype(np.uint8)
+            once = functools.partial(restore, images, masks)
+            once()
+            result["seconds"][f"{runtime}, batch {batch}"] = [
+                _seconds(once) for _ in range(settings["step_repeats"])]
+    return result
+
+
 PAGE_PHOTO, PAGE_HOLE = (1152, 864), 300  # about a megapixel, and the hole's side
 PHONE_PHOTO, PHONE_FACE = (4000, 3000), (2300, 900, 1400)  # 12 megapixels; left, top, side
 
@@ -660,6 +689,7 @@ def main(argv=None):
                    "epoch": lambda: child_epoch(settings, args.dir),
                    "rss": lambda: child_rss(settings, args.dir),
                    "inpaint": lambda: child_inpaint(settings, args.dir),
+                   "export": lambda: child_export(args, settings),
                    "profile": lambda: child_profile(args.dir)}[name]
         print(json.dumps(measure()))
         return 0
@@ -692,6 +722,7 @@ def main(argv=None):
     restored = run_child(args, start, "inpaint")
     page = measure_page(args, start, settings)
     phone = measure_phone(args, start, settings)
+    exported = run_child(args, start, "export")
     psnr = {p: short_run_hole_psnr(args, start, p) for p in ("float32", "mixed")}
 
     jpegs = f"{settings['faces']:,} JPEGs {JPEG_SIDE}x{JPEG_SIDE} q{JPEG_QUALITY}"
@@ -724,6 +755,9 @@ def main(argv=None):
              ("↳ server's peak memory over idle", "GB", [phone["one_gb"]]),
              ("↳ four such requests at once: all answered", "s", [phone["four_seconds"]]),
              ("↳ four at once: server's peak memory over idle", "GB", [phone["four_gb"]])]
+    rows += [(f"--mode export: {name}", "MB", [mb]) for name, mb in exported["mb"].items()]
+    rows += [(f"exported restoration, {SIZE}x{SIZE}, {runtime}", "s", seconds)
+             for runtime, seconds in exported["seconds"].items()]
     rows.append((f"peak RSS, epoch over {rss_set}", "GB", [rss["peak"] / 1e9]))
     rows.append(("↳ RSS before the epoch (models built, step traced)", "GB", [rss["before"] / 1e9]))
     faces, epochs = settings["short_run"][1], settings["short_run"][3]

@@ -62,6 +62,8 @@ def encoder(x, prefix, spectral_norm=False, pools=5):
     return x
 
 
+# registered, so that export/generator.keras loads wherever this module is imported
+@tf.keras.utils.register_keras_serializable(package="context_encoder")
 class ChannelWiseDense(layers.Layer):
     """A dense layer per channel over its HxW values, with no mixing across channels.
 
@@ -77,13 +79,15 @@ class ChannelWiseDense(layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(channels, area), initializer="zeros")
 
     def call(self, x):
-        shape = tf.shape(x)
+        # static sides, so the output keeps its shape for the next layer and for converters
+        # (LiteRT refuses a convolution whose input shape is unknown)
+        _, height, width, channels = x.shape
         per_channel = tf.transpose(x, [0, 3, 1, 2])
-        per_channel = tf.reshape(per_channel, [shape[0], shape[3], shape[1] * shape[2]])
+        per_channel = tf.reshape(per_channel, [-1, channels, height * width])
         kernel = tf.cast(self.kernel, per_channel.dtype)
         bias = tf.cast(self.bias, per_channel.dtype)
         y = tf.nn.elu(tf.einsum("bci,cio->bco", per_channel, kernel) + bias)
-        y = tf.reshape(y, [shape[0], shape[3], shape[1], shape[2]])
+        y = tf.reshape(y, [-1, channels, height, width])
         return tf.transpose(y, [0, 2, 3, 1])
 
 
@@ -113,7 +117,10 @@ def _upsample(x, filters, name, kind):
         x = layers.Conv2D(filters, 1, kernel_initializer=_initializer(), name=f"{name}_reduce")(x)
     elif kind != "nearest":
         raise ValueError(f"upsampling {kind!r} is not one of {', '.join(UPSAMPLING)}")
-    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
+    # a nearest resize, the same pixels as UpSampling2D, whose repeats lose the sides' static
+    # sizes under a free batch size and leave LiteRT an unconvertible convolution
+    x = layers.Resizing(x.shape[1] * 2, x.shape[2] * 2, interpolation="nearest",
+                        name=f"{name}_resize")(x)
     return _conv(filters, f"{name}_upconv")(x)
 
 

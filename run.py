@@ -15,6 +15,7 @@ with quiet_native_logs():
 # after TensorFlow, which these import, has started quietly
 import datamanager
 import devices
+import export
 import inpaint
 import neuralnet
 import run_folder
@@ -32,11 +33,12 @@ def parse_args(argv=None):
                    help="folder of face images (searched recursively); "
                         "none: built-in synthetic faces")
     p.add_argument("--out_dir", default="results", help="where every output is written")
-    p.add_argument("--mode", choices=("train_test", "train", "test", "inpaint", "serve"),
+    p.add_argument("--mode", choices=("train_test", "train", "test", "inpaint", "serve", "export"),
                    default="train_test",
-                   help="test, inpaint and serve use the trained run in --out_dir, with the "
-                        "network settings it was trained with; serve: a web page that restores "
-                        "photos with it")
+                   help="test, inpaint, serve and export use the trained run in --out_dir, with "
+                        "the network settings it was trained with; serve: a web page that "
+                        "restores photos with it; export: --out_dir/export/ as SavedModel, ONNX, "
+                        "LiteRT and Keras files (docs/export.md)")
     p.add_argument("--input", default=None,
                    help="inpaint: a photo, or a folder of photos (searched recursively)")
     p.add_argument("--mask", default=None,
@@ -157,7 +159,7 @@ def check_args(args):
 
 
 def check_run(args):
-    """For inpaint and serve: refuses an --out_dir that holds no trained run."""
+    """For inpaint, serve and export: refuses an --out_dir that holds no trained run."""
     if (not tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
             or tf_process.load_config(args.out_dir) is None):
         return (f"--out_dir {args.out_dir}: no trained run there; point it at the --out_dir "
@@ -245,6 +247,19 @@ def serve_page(args):
     return 0
 
 
+def export_run(args):
+    """--mode export: the run's averaged generator as files other programs run, in float32
+    whatever --mixed_precision says, so that every format is checked against one reference."""
+    try:
+        kept = export.export(args.out_dir)
+    except (export.ExportError, tf_process.TrainingStopped) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    folder = os.path.join(args.out_dir, export.EXPORT_DIR)
+    print(export.contract(tf_process.load_config(args.out_dir), folder))
+    return 0 if len(kept) == len(export.FILES) else 1
+
+
 def write_failure(error, args, argv):
     """One line for a write that failed; for a full disk, where the run stands and the
     command that continues it once space is freed."""
@@ -330,7 +345,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     problem = check_args(args)
-    if args.mode in ("inpaint", "serve"):  # read the run, write elsewhere: work while it trains
+    if args.mode in ("inpaint", "serve", "export"):  # read the run: work while it trains
         problem = problem or check_run(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -340,6 +355,8 @@ def main(argv=None):
         return inpaint_photos(args)
     if args.mode == "serve":
         return serve_page(args)
+    if args.mode == "export":
+        return export_run(args)
     with contextlib.ExitStack() as held:
         if devices.is_chief():  # the other workers of a cluster write no run files there
             try:
