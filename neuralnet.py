@@ -117,11 +117,21 @@ def _upsample(x, filters, name, kind):
         x = layers.Conv2D(filters, 1, kernel_initializer=_initializer(), name=f"{name}_reduce")(x)
     elif kind != "nearest":
         raise ValueError(f"upsampling {kind!r} is not one of {', '.join(UPSAMPLING)}")
-    # a nearest resize, the same pixels as UpSampling2D, whose repeats lose the sides' static
-    # sizes under a free batch size and leave LiteRT an unconvertible convolution
-    x = layers.Resizing(x.shape[1] * 2, x.shape[2] * 2, interpolation="nearest",
-                        name=f"{name}_resize")(x)
+    x = NearestUpsampling(name=f"{name}_resize")(x)
     return _conv(filters, f"{name}_upconv")(x)
+
+
+@tf.keras.utils.register_keras_serializable(package="context_encoder")
+class NearestUpsampling(layers.Layer):
+    """2x nearest-neighbour upsampling: UpSampling2D's pixels, each copied to its right,
+    then each row below it, with static sides. UpSampling2D's repeats lose the sides under a
+    free batch size, which leaves LiteRT an unconvertible convolution; a nearest resize
+    converts, but its gradient has no XLA kernel on the CPU."""
+
+    def call(self, x):
+        _, height, width, channels = x.shape
+        x = tf.reshape(tf.stack([x, x], axis=3), [-1, height, 2 * width, channels])
+        return tf.reshape(tf.stack([x, x], axis=2), [-1, 2 * height, 2 * width, channels])
 
 
 def Generator(img_size=128, channels=3, upsample="transpose", mask_channel=False):
