@@ -17,6 +17,7 @@ from PIL import Image
 import datamanager
 import export
 import run
+import run_folder
 import tf_process
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,7 @@ def test_the_exports_restore_the_test_pictures_outside_the_project_as_mode_test_
     assert generator.input_shape == (None, 32, 32, 4)
 
 
-def test_a_grey_run_exports_grey_and_a_format_that_disagrees_is_left_out(
+def test_a_grey_run_exports_grey_while_it_trains_and_a_format_that_disagrees_is_left_out(
         trained_run, tmp_path, monkeypatch):
     out = _copy(trained_run, tmp_path / "run")
     config = json.loads((out / "config.json").read_text())
@@ -121,7 +122,8 @@ def test_a_grey_run_exports_grey_and_a_format_that_disagrees_is_left_out(
     honest = export.litert_runner
     monkeypatch.setattr(export, "litert_runner", lambda path: lambda images, masks: np.clip(
         honest(path)(images, masks).astype(int) + 3, 0, 255).astype(np.uint8))
-    code, printed, _ = _main("--mode", "export", "--out_dir", out)
+    with run_folder.lock(str(out)):  # as a training process holds it: export only reads
+        code, printed, _ = _main("--mode", "export", "--out_dir", out)
     assert code == 1
     assert ("refused restorer.tflite: it differs from the project's restoration by 3 levels "
             "(at most 2); it is left out") in printed
