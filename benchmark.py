@@ -756,7 +756,7 @@ def main(argv=None):
              ("↳ four such requests at once: all answered", "s", [phone["four_seconds"]]),
              ("↳ four at once: server's peak memory over idle", "GB", [phone["four_gb"]])]
     rows += [(f"--mode export: {name}", "MB", [mb]) for name, mb in exported["mb"].items()]
-    rows += [(f"exported restoration, {SIZE}x{SIZE}, {runtime}", "s", seconds)
+    rows += [(f"exported restoration, {SIZE}x{SIZE}, {runtime}", "ms", [1000 * s for s in seconds])
              for runtime, seconds in exported["seconds"].items()]
     rows.append((f"peak RSS, epoch over {rss_set}", "GB", [rss["peak"] / 1e9]))
     rows.append(("↳ RSS before the epoch (models built, step traced)", "GB", [rss["before"] / 1e9]))
