@@ -52,9 +52,7 @@ def restorer(generator, config):
     def restore(image, mask):
         # compared in float32: LiteRT has no uint8 GREATER
         masks = tf.cast(tf.cast(mask, tf.float32) > 127.0, tf.float32)
-        masked = tf_process.to_unit(image) * (1.0 - masks)
-        restored = tf_process.generate(generator, masked, masks, config, training=False)
-        composite = tf_process.compose(masked, restored, masks, config)
+        composite = tf_process.restoration(generator, config, image, masks)[3]
         # as outputs.to_uint8 rounds --mode test's pictures
         return {"restored": tf.cast(tf.round(tf.clip_by_value(composite * 255.0, 0.0, 255.0)),
                                     tf.uint8)}
@@ -73,9 +71,6 @@ def check_batch(out_dir, config):
     else:
         images = np.stack([synthetic_faces.synthetic_face(config.seed, i, size)
                            for i in range(min(config.batch, 8))])
-        if config.grey:
-            images = np.repeat(np.asarray(Image.fromarray(images.reshape(-1, size, 3))
-                                          .convert("L")).reshape(-1, size, size, 1), 3, -1)
         what = f"{len(images)} synthetic faces (the run has no test pictures yet)"
     masks = datamanager.make_masks(config.test_mask, len(images), size, [0, 0]).numpy()
     return images, (masks > 0.5).astype(np.uint8) * 255, what
@@ -208,7 +203,7 @@ def _write_all(generator, config, work, images, masks, expected, report):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
             continue
         kept[name] = (_size(path), levels)
-        report(f"wrote {name}: {_size(path) / 2**20:.1f} MB, at most {levels} level"
+        report(f"wrote {name}: {kept[name][0] / 2**20:.1f} MB, at most {levels} level"
                f"{'' if levels == 1 else 's'} from the project's restoration")
     return kept
 

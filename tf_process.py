@@ -224,14 +224,20 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
     return train_step
 
 
+def restoration(generator, config, images, masks):
+    """uint8 images and float masks -> (images, masked, restored, composite), all float in
+    [0, 1]: what --mode test shows, and what the exported files compute."""
+    images = to_unit(images)
+    masked = images * (1.0 - masks)
+    restored = generate(generator, masked, masks, config, training=False)
+    return images, masked, restored, compose(masked, restored, masks, config)
+
+
 def make_restore(generator, config):
-    """uint8 images and masks -> (images, masked, restored, composite), all float in [0, 1]."""
+    """restoration() compiled for the generator."""
     @tf.function(reduce_retracing=True)
     def restore(images, masks):
-        images = to_unit(images)
-        masked = images * (1.0 - masks)
-        restored = generate(generator, masked, masks, config, training=False)
-        return images, masked, restored, compose(masked, restored, masks, config)
+        return restoration(generator, config, images, masks)
     return restore
 
 
