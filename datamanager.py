@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -15,11 +16,12 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 import faces
+import outputs
 import run_folder
 from synthetic_faces import synthetic_face
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff")
-CACHE_VERSION = 2  # bump when decoding or the index changes, so stale caches are never reused
+CACHE_VERSION = 3  # bump when decoding or the index changes, so stale caches are never reused
 MASKS = ("center", "random", "facemask", "mixed")
 # Shares of the "mixed" training holes; the rest are random boxes.
 FACEMASK_SHARE = 0.25
@@ -39,6 +41,7 @@ class ImageSet:
     skipped: tuple = ()
     grey: bool = False  # every image has R = G = B
     framing: faces.Framing | None = None  # where the faces' eyes lie, if a detector found them
+    data: dict | None = None  # what the set holds and where it came from (describe())
 
     @property
     def image_bytes(self):
@@ -97,31 +100,58 @@ class NoFace(Exception):
 
 
 NO_FACE = "no face found (--align_faces)"
+# --align_faces: a face whose square is under this share of --img_size is not taken; it
+# would be enlarged more than twice and teach the model blur.
+MIN_FACE = 0.5
+# Two faces whose 8x8 grey thumbnails differ by at most this many levels on average are one
+# shot taken twice (a copy, a re-save, the next shot of a burst): the second is not taken.
+# The same face found again in a re-saved photo differed by up to 8 (its square jitters by a
+# few pixels), two different drawn faces in like photos by 13 or more.
+DUPLICATE_LEVELS = 10
 
 
-def load_image(path, size, align=False):
-    """Decodes one file to an upright RGB uint8 [size, size, 3]: its centre square, or with
-    `align` the square that frames its largest face as faces.STANDARD (raises NoFace)."""
-    with Image.open(path) as image:
-        # JPEG only: decode at the largest 1/2, 1/4 or 1/8 DCT scale still >= size, so a
-        # 512x512 file decodes straight to 128x128 and needs no resize below; a photo to
-        # align keeps enough pixels for the detector.
-        image.draft("RGB", (faces.DETECT_SIDE,) * 2 if align else (size, size))
-        ImageOps.exif_transpose(image, in_place=True)
-        image = as_rgb(image)
-        if align:
-            face = faces.largest(faces.find_faces(image))
-            if face is None:
-                raise NoFace(NO_FACE)
-            left, top, side = faces.square_for(face, faces.STANDARD, image.size)
-        else:
-            side = min(image.size)
-            left, top = (image.width - side) // 2, (image.height - side) // 2
-        if image.size != (side, side):
-            image = image.crop((left, top, left + side, top + side))
-        if side != size:
-            image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        return np.asarray(image, np.uint8)
+def _square(image, left, top, side, size):
+    if image.size != (side, side):
+        image = image.crop((left, top, left + side, top + side))
+    if side != size:
+        image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(image, np.uint8)
+
+
+def _open_upright(path, side):
+    """A file decoded upright as RGB; a JPEG at the smallest DCT scale still >= side."""
+    image = Image.open(path)
+    image.draft("RGB", (side, side))
+    ImageOps.exif_transpose(image, in_place=True)
+    return as_rgb(image)
+
+
+def load_image(path, size):
+    """Decodes one file to an upright RGB uint8 [size, size, 3], its centre square."""
+    with _open_upright(path, size) as image:
+        side = min(image.size)
+        return _square(image, (image.width - side) // 2, (image.height - side) // 2, side, size)
+
+
+def load_faces(path, size):
+    """Every face in a photo, each framed as faces.STANDARD: uint8 [n, size, size, 3] and the
+    count of faces too small to take (MIN_FACE). Raises NoFace when none is found."""
+    # a photo keeps enough pixels for the detector, however it is stored
+    with _open_upright(path, faces.DETECT_SIDE) as image:
+        found = faces.find_faces(image)
+        if not found:
+            raise NoFace(NO_FACE)
+        squares = [faces.square_for(face, faces.STANDARD, image.size) for face in found]
+        crops = [_square(image, *square, size) for square in squares
+                 if square[2] >= MIN_FACE * size]
+    taken = np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)
+    return taken, len(found) - len(crops)
+
+
+def thumbnail(image):
+    """A face's 8x8 grey thumbnail, flat (uint8 [64]): what near-duplicates are told by."""
+    return np.asarray(Image.fromarray(image).convert("L").resize((8, 8), Image.Resampling.BOX),
+                      np.uint8).ravel()
 
 
 def _stamp(path):
@@ -135,59 +165,95 @@ def _stamp(path):
 
 
 def _load_or_none(path, size, align):
+    """(images [n, size, size, 3], faces too small, None) or (None, 0, why it was skipped)."""
     try:
-        return load_image(path, size, align), None
+        if align:
+            return (*load_faces(path, size), None)
+        return load_image(path, size)[None], 0, None
     except NoFace as error:
-        return None, str(error)
+        return None, 0, str(error)
     except Exception as error:  # noqa: BLE001  (any unreadable file is skipped, whatever raised)
-        return None, f"{type(error).__name__}: {error}".strip()
+        return None, 0, f"{type(error).__name__}: {error}".strip()
 
 
 def _synthetic_chunk(seed, start, stop, size):
-    return np.stack([synthetic_face(seed, i, size) for i in range(start, stop)])
+    return np.stack([synthetic_face(seed, i, size, randomised=True) for i in range(start, stop)])
 
 
 def _cache_key(description):
     return hashlib.sha1(json.dumps(description).encode()).hexdigest()[:16]
 
 
-def _progress(done, total, label):
-    """Redrawn in place on a terminal; one line at the end when stderr is a file."""
-    if sys.stderr.isatty():
-        print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr,
-              flush=True)
-    elif done == total:
-        print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+def _progress(done, total, label, start):
+    """A bar with the time left, redrawn in place on a terminal; one line at the end when
+    stderr is a file."""
+    if not sys.stderr.isatty():
+        if done == total:
+            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+        return
+    elapsed = time.perf_counter() - start
+    left = ""
+    if 0 < done < total:
+        left = f", about {outputs.duration(elapsed * (total - done) / done)} left"
+    filled = round(24 * done / total)
+    print(f"\r{label}: [{'#' * filled}{'.' * (24 - filled)}] {done}/{total}{left}   ",
+          end="\n" if done == total else "", file=sys.stderr, flush=True)
 
 
-def _write_cache(path, chunks, total, label):
-    """Writes uint8 chunks to path atomically; returns the count written, what was skipped
-    and whether every image is grey (R = G = B)."""
-    count, skipped, seen, grey = 0, [], 0, True
+@dataclasses.dataclass
+class Tally:
+    """What a pass over the files found: photos read, faces taken and what was not."""
+    images: int = 0
+    read: int = 0
+    small: int = 0
+    duplicates: int = 0
+    grey: bool = True  # every image taken has R = G = B
+
+
+def _write_cache(path, chunks, total, label, dedupe):
+    """Writes uint8 chunks to path atomically, with `dedupe` the first of each set of
+    near-duplicates only; returns the Tally and (path, reason) for each file skipped."""
+    tally, skipped, seen, start = Tally(), [], 0, time.perf_counter()
+    thumbnails, kept = np.empty((1024, 64), np.int16), 0  # grown by doubling
     # Ctrl-C or a full disk leaves no half-written cache behind
     with run_folder.atomic_path(path) as tmp, open(tmp, "wb") as out:
-        for images, bad in chunks:
+        for images, small, bad, files in chunks:
+            if dedupe and len(images):
+                keep = []
+                for image in images:
+                    thumb = thumbnail(image)
+                    if kept and np.abs(thumbnails[:kept] - thumb).mean(1).min() <= DUPLICATE_LEVELS:
+                        tally.duplicates += 1
+                        continue
+                    if kept == len(thumbnails):
+                        thumbnails = np.concatenate([thumbnails, np.empty_like(thumbnails)])
+                    thumbnails[kept], kept = thumb, kept + 1
+                    keep.append(image)
+                images = np.stack(keep) if keep else images[:0]
             out.write(np.ascontiguousarray(images).data)
-            grey = grey and bool(np.all(images == images[..., :1]))
-            count += len(images)
+            tally.grey = tally.grey and bool(np.all(images == images[..., :1]))
+            tally.images += len(images)
+            tally.read += files - len(bad)
+            tally.small += small
             skipped += bad
-            seen += len(images) + len(bad)
-            _progress(seen, total, label)
-    return count, skipped, grey
+            seen += files
+            _progress(seen, total, label, start)
+    return tally, skipped
 
 
 def _decode_chunk(paths, size, align):
-    """Decodes paths into one uint8 array; returns it and (path, reason) for each file skipped."""
-    images = np.empty((len(paths), size, size, 3), np.uint8)
-    count, skipped = 0, []
+    """Decodes paths into one uint8 array; returns it, the faces too small, (path, reason)
+    for each file skipped, and the count of files."""
+    images, small, skipped = [], 0, []
     for path in paths:
-        image, why = _load_or_none(path, size, align)
-        if image is None:
+        found, too_small, why = _load_or_none(path, size, align)
+        if found is None:
             skipped.append((path, why))
         else:
-            images[count] = image
-            count += 1
-    return images[:count], skipped
+            images.append(found)
+            small += too_small
+    images = np.concatenate(images) if images else np.empty((0, size, size, 3), np.uint8)
+    return images, small, skipped, len(paths)
 
 
 def _decode_chunks(paths, size, workers, align):
@@ -211,16 +277,18 @@ def _synthetic_chunks(n, size, seed, workers):
         starts = range(0, n, step)
         for images in pool.map(_synthetic_chunk, [seed] * len(starts), starts,
                                [min(s + step, n) for s in starts], [size] * len(starts)):
-            yield images, []
+            yield images, 0, [], len(images)
 
 
 def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None, seed=0,
                    workers=None, align_faces=False):
     """Decodes every image once into a cache file under cache_dir and returns the ImageSet,
-    with the framing of its faces measured on a sample (faces.measure_framing).
+    with the framing of its faces measured on a sample (faces.measure_framing) and a record
+    of what it holds (describe()).
 
-    The cache is keyed by the file list, sizes, modification times, `size` and
-    `align_faces`, so a second run with unchanged files decodes nothing.
+    The cache is keyed by the file list, sizes, modification times, `size`, and with
+    `align_faces` the detector's settings, so a second run with unchanged files decodes
+    nothing and finds no face again.
     """
     workers = workers or os.cpu_count()
     if data_dir is None:
@@ -230,9 +298,9 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
         paths = find_images(data_dir, limit)
         description = ["files", CACHE_VERSION, size, [(p, *_stamp(p)) for p in paths]]
         if align_faces:
-            description.append("aligned")
+            description.append(["aligned", faces.DETECTOR, MIN_FACE, DUPLICATE_LEVELS])
         total = len(paths)
-        label = (f"{'finding and framing the faces of' if align_faces else 'decoding'} "
+        label = (f"{'finding the faces in' if align_faces else 'decoding'} "
                  f"{len(paths)} images from {data_dir}")
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, f"images_{size}px_{_cache_key(description)}.u8")
@@ -243,30 +311,65 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
     else:
         chunks = (_synthetic_chunks(n_synthetic, size, seed, workers) if data_dir is None
                   else _decode_chunks(paths, size, workers, align_faces))
-        count, skipped, grey = _write_cache(path, chunks, total, label)
+        tally, skipped = _write_cache(path, chunks, total, label, dedupe=align_faces)
         framing = None
-        if count:
-            sample = ImageSet(path, count, size).read(
-                np.unique(np.linspace(0, count - 1, faces.SAMPLE).astype(int)))
+        if tally.images:
+            sample = ImageSet(path, tally.images, size).read(
+                np.unique(np.linspace(0, tally.images - 1, faces.SAMPLE).astype(int)))
             framing = faces.measure_framing(sample)
-        index = {"count": count, "skipped": skipped, "grey": grey,
-                 "framing": framing and dataclasses.astuple(framing)}
+        index = {"count": tally.images, "skipped": skipped, "grey": tally.grey,
+                 "framing": framing and dataclasses.astuple(framing), "read": tally.read,
+                 "small": tally.small, "duplicates": tally.duplicates}
         run_folder.write_text(index_path, json.dumps(index))  # last: marks a complete cache
     for bad_path, why in index["skipped"]:
         warnings.warn(f"skipped {bad_path}: {why}")
     no_face = sum(why == NO_FACE for _, why in index["skipped"])
-    if len(index["skipped"]) > no_face:
-        print(f"skipped {len(index['skipped']) - no_face} of {total} files that could not be "
-              "read", file=sys.stderr)
-    if no_face:
-        print(f"skipped {no_face} of {total} images in which no face was found "
-              "(--align_faces)", file=sys.stderr)
+    unreadable = len(index["skipped"]) - no_face
+    if data_dir is None:
+        data = {"source": "built-in", "images": index["count"], "seed": seed,
+                "grey": index["grey"]}
+    else:
+        data = {"source": "folder", "folder": os.path.abspath(data_dir), "files": total,
+                "read": index["read"], "images": index["count"],
+                "crop": "faces" if align_faces else "centre squares", "grey": index["grey"],
+                "unreadable": unreadable}
+        if align_faces:
+            data.update(no_face=no_face, small=index["small"], duplicates=index["duplicates"],
+                        min_face=round(MIN_FACE * size))
+    if unreadable:
+        print(f"skipped {unreadable} of {total} files that could not be read", file=sys.stderr)
+    if align_faces:
+        print(f"{data_dir}: read {data['read']} of {total} photos and took "
+              f"{data['images']} faces; skipped {data['small']} faces too small (framed by "
+              f"under {data['min_face']} px), {data['duplicates']} near-duplicates and "
+              f"{no_face} photos in which no face was found", file=sys.stderr)
     if index["count"] == 0:
         raise DataError(f"--data_dir {data_dir}: none of its {total} image files could be read"
-                        + (" or had a face" if align_faces else ""))
-    framing = index.get("framing")  # caches written before faces were framed have none
+                        + (" or had a face large enough" if align_faces else ""))
+    framing = index.get("framing")
     return ImageSet(path, index["count"], size, tuple(map(tuple, index["skipped"])),
-                    index["grey"], framing and faces.Framing(*framing))
+                    index["grey"], framing and faces.Framing(*framing), data)
+
+
+def describe(data):
+    """One line for a person of what a run was trained on (ImageSet.data, config.json)."""
+    colour = "grey" if data["grey"] else "colour"
+    if data["source"] == "built-in":
+        return f"{data['images']} built-in drawn faces (no real photo)"
+    if data["crop"] == "faces":
+        return (f"{data['images']} real faces found in {data['read']} photos of "
+                f"{data['folder']} ({colour})")
+    return f"{data['images']} images of {data['folder']}, centre squares ({colour})"
+
+
+def real_faces_advice(data):
+    """What a run that has seen only drawn faces must tell a person with a real photo, or
+    None for a run trained on photos (or one that recorded nothing)."""
+    if not data or data["source"] != "built-in":
+        return None
+    return ("this run has only seen drawn faces (the built-in set): on a real photo it paints "
+            "a drawn face. For real photos, train a run on real faces: python run.py "
+            "--data_dir ~/Pictures --align_faces --out_dir faces_run")
 
 
 def split(count, test_ratio):

@@ -33,6 +33,13 @@ class Framing:
 STANDARD = Framing(0.496, 0.387, 0.195)
 
 
+# RNet/ONet at 0.6 rather than 0.7/0.7: on 150 faces pasted into 1600x1200 scenes this found
+# 143 instead of 130, with no extra box (docs/faces.md)
+THRESHOLDS = {"threshold_rnet": 0.6, "threshold_onet": 0.6}
+# What a cache of found faces depends on: another detector or setting finds other faces.
+DETECTOR = {"detector": "mtcnn 1.0.0", "side": DETECT_SIDE, **THRESHOLDS}
+
+
 @dataclasses.dataclass(frozen=True)
 class Face:
     """One face found in a photo, in the photo's pixels."""
@@ -55,9 +62,7 @@ def _detect(arrays):
         if _detector is None:
             from mtcnn import MTCNN  # imported on first use: most commands never detect
             _detector = MTCNN()
-        # RNet/ONet at 0.6 rather than 0.7/0.7: on 150 faces pasted into 1600x1200 scenes this
-        # found 143 instead of 130, with no extra box (docs/faces.md)
-        return _detector.detect_faces(arrays, threshold_rnet=0.6, threshold_onet=0.6)
+        return _detector.detect_faces(arrays, **THRESHOLDS)
 
 
 def _faces(found, scale):

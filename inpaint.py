@@ -66,6 +66,15 @@ class Plan:
     meta: dict  # what the output keeps of the photo: its ICC profile and EXIF
     note: str | None = None  # one line for the user, e.g. that no face was found
 
+    @property
+    def grey(self):
+        """A grey photo (mode L, or R = G = B everywhere) gets a grey restoration whatever
+        the run was trained on: a colour run would paint coloured eyes into it."""
+        if self.image.mode in ("L", "LA"):
+            return True
+        pixels = np.asarray(self.image)[..., :3]
+        return bool(np.all(pixels[..., :1] == pixels[..., 1:]))
+
 
 def find_jobs(path, mask, hole):
     """The photos under `path` (one file or a folder searched like --data_dir) and their
@@ -274,7 +283,7 @@ def poisson_side(config):
     return 2 * config.img_size
 
 
-def _paste_square(pixels, channels, square, restored, config, poisson):
+def _paste_square(pixels, channels, square, restored, config, poisson, grey):
     """Blends one square's restoration into the photo's pixels, in place.
 
     Feathered: the blend weights are the training composite's at the model's side, resized
@@ -282,11 +291,10 @@ def _paste_square(pixels, channels, square, restored, config, poisson):
     restoration's gradients solved into the hole. Either way every other pixel keeps its
     bytes."""
     left, top, side = square.crop
-    fill = Image.fromarray(outputs.to_uint8(restored)).resize((side, side),
-                                                             Image.Resampling.LANCZOS)
-    if channels == 1:
-        fill = fill.convert("L")
-    fill = np.asarray(fill, np.float32).reshape(side, side, channels)
+    fill = np.asarray(Image.fromarray(outputs.to_uint8(restored)).resize(
+        (side, side), Image.Resampling.LANCZOS), np.float32)
+    if grey:  # the nearest grey picture, as a grey run's generate() gives
+        fill = np.repeat(fill.mean(axis=-1, keepdims=True), channels, axis=-1)
     region = pixels[top:top + side, left:left + side]
     colour = region.reshape(side, side, -1)[..., :channels].astype(np.float32)
     if poisson:
@@ -311,8 +319,24 @@ def paste(plan_, restorations, config, poisson=False):
     photo's mode; squares later in the list are pasted over earlier ones."""
     pixels = np.array(plan_.image)
     channels = 1 if plan_.image.mode in ("L", "LA") else 3
+    grey = plan_.grey
     for square, restored in zip(plan_.squares, restorations):
-        _paste_square(pixels, channels, square, restored, config, poisson)
+        _paste_square(pixels, channels, square, restored, config, poisson, grey)
+    return Image.fromarray(pixels)
+
+
+def paste_telea(plan_):
+    """The photo with each square's hole filled by OpenCV's Telea at the photo's own
+    resolution, what a person could pick instead of the model; nothing else changes."""
+    import references  # OpenCV is loaded only when the classical fill is asked for
+    pixels = np.array(plan_.image)
+    channels = 1 if plan_.image.mode in ("L", "LA") else 3
+    for square in plan_.squares:
+        left, top, side = square.crop
+        region = pixels[top:top + side, left:left + side]
+        colour = region if region.ndim == 2 else region[..., :channels]
+        filled = references.telea_photo(colour, square.hole).reshape(colour.shape)
+        colour[square.hole] = filled[square.hole]
     return Image.fromarray(pixels)
 
 

@@ -27,6 +27,13 @@ def opencv_fill(images, masks, method):
     return images * (1.0 - masks) + tf.constant(filled, tf.float32) / 255.0 * masks
 
 
+def telea_photo(pixels, hole):
+    """A photo's uint8 pixels ([h, w] or [h, w, 3]) with the bool hole filled by Telea's
+    method at their own resolution: the classical fill the page offers beside the model."""
+    return cv2.inpaint(np.ascontiguousarray(pixels), hole.astype(np.uint8), OPENCV_RADIUS,
+                       cv2.INPAINT_TELEA)
+
+
 REFERENCES = {
     "telea": lambda images, masks: opencv_fill(images, masks, cv2.INPAINT_TELEA),
     "navier_stokes": lambda images, masks: opencv_fill(images, masks, cv2.INPAINT_NS),

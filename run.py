@@ -216,6 +216,9 @@ def inpaint_photos(args):
     output = args.output or os.path.join(args.out_dir, "inpainted")
     try:
         jobs = inpaint.find_jobs(args.input, args.mask, args.hole)
+        advice = datamanager.real_faces_advice(config.data)
+        if advice:
+            print(f"note: {advice}", flush=True)
         with quiet_native_logs():
             devices.configure_devices(args.gpus, args.mixed_precision)
         generator = tf_process.build_generator(config)
@@ -291,7 +294,8 @@ def train_and_test(args, argv):
                                             align_faces=args.align_faces)
         if args.mode != "test":
             config = dataclasses.replace(config, grey=images.grey, framing=images.framing and
-                                         dataclasses.astuple(images.framing))
+                                         dataclasses.astuple(images.framing), data=images.data)
+            print(f"training on {datamanager.describe(images.data)}")
             if images.grey:
                 print(f"every image is greyscale: the restorations are made grey too "
                       f"(\"grey\" in {tf_process.CONFIG_FILE})")

@@ -34,6 +34,7 @@ WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 MAX_UPLOAD_BYTES = 50 * 2**20  # a request's body: a 24-megapixel PNG and its mask fit
 MAX_PIXELS = 50_000_000  # a photo's width x height; the Poisson solve of a hole grows with it
 HOLES = ("center", "facemask", "random")  # what --hole and the page's presets name
+FILLS = ("model", "telea")  # the run's model, or OpenCV's Telea to compare it with
 CHECK_EVERY = 2.0  # seconds between looks for a newer checkpoint
 
 
@@ -100,7 +101,9 @@ class Model:
             info = {"run": os.path.basename(os.path.abspath(self.out_dir)),
                     "checkpoint": os.path.basename(self.checkpoint), "step": self.step,
                     "epoch": self.epoch, "epochs": self.config.epoch,
-                    "img_size": self.config.img_size}
+                    "img_size": self.config.img_size, "data": self.config.data,
+                    "trained_on": self.config.data and datamanager.describe(self.config.data),
+                    "notice": datamanager.real_faces_advice(self.config.data)}
         rows = outputs.read_csv(os.path.join(self.out_dir, "metrics.csv"))
         last = rows[-1] if rows else {}
         info.update({"metrics_epoch": last.get("epoch"),
@@ -110,7 +113,7 @@ class Model:
                      "max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS})
         return info
 
-    def inpaint(self, photo, mask, hole, crop, poisson, ticket=None):
+    def inpaint(self, photo, mask, hole, crop, poisson, ticket=None, fill="model"):
         """The restored photo as PNG bytes, with the checkpoint's epoch and step and the
         squares restored, exactly as --mode inpaint writes it for the same photo, mask (or
         hole) and crop. Only the forward pass holds the lock: reading, finding faces and the
@@ -122,6 +125,9 @@ class Model:
         plan = inpaint.plan(job, self.config, crop, hole)
         if not plan.squares:
             raise RequestError("mask: it has no white pixel; paint the hole to restore")
+        if fill == "telea":  # no model: it neither waits for the lock nor names a checkpoint
+            return (outputs.encode_png(inpaint.paste_telea(plan), plan.meta), None, None,
+                    [s.crop for s in plan.squares], plan.note)
         entry = ticket or object()
         self.waiting.append(entry)  # list.append and .remove are atomic: no lock needed
         try:
@@ -301,7 +307,7 @@ def create_app(model, ready="", hosts=None):
     async def restore(request: Request):
         start = time.perf_counter()
         try:
-            form = await request.form(max_files=2, max_fields=8)
+            form = await request.form(max_files=2, max_fields=9)
             photo = await _file_bytes(form, "photo")
             if not photo:
                 raise RequestError("photo: missing; send the photo as a file field named photo")
@@ -316,20 +322,24 @@ def create_app(model, ready="", hosts=None):
             poisson = _field_text(form, "poisson", "true").lower()
             if poisson not in ("true", "false"):
                 raise RequestError(f"poisson {poisson!r}: send true or false")
+            fill = _field_text(form, "fill", "model")
+            if fill not in FILLS:
+                raise RequestError(f"fill {fill!r}: choose one of {', '.join(FILLS)}")
             ticket = _field_text(form, "ticket")
             if ticket is not None and not 0 < len(ticket) <= 64:
                 raise RequestError("ticket: send 1 to 64 characters, or leave it out")
             png, epoch, step, squares, note = await run_in_threadpool(
-                model.inpaint, photo, mask, hole, crop, poisson == "true", ticket)
+                model.inpaint, photo, mask, hole, crop, poisson == "true", ticket, fill)
         except RequestError as error:
             return _error(error.status, str(error))
         except inpaint.InpaintError as error:
             return _error(400, error.page)
         finally:
             await request.close()
-        headers = {"X-Checkpoint-Epoch": str(epoch), "X-Checkpoint-Step": str(step),
-                   "X-Squares": ";".join(",".join(map(str, c)) for c in squares),
+        headers = {"X-Fill": fill, "X-Squares": ";".join(",".join(map(str, c)) for c in squares),
                    "X-Restore-Seconds": f"{time.perf_counter() - start:.3f}"}
+        if fill == "model":
+            headers.update({"X-Checkpoint-Epoch": str(epoch), "X-Checkpoint-Step": str(step)})
         if note:
             headers["X-Note"] = note.encode("ascii", "replace").decode()
         return Response(png, media_type="image/png", headers=headers)

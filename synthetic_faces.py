@@ -7,8 +7,10 @@ corners, while skin, hair, features, clothes and lighting vary enough that the h
 cannot be copied from a template. Each face depends only on (seed, index), so they can be
 drawn in parallel.
 """
+import io
+
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 # Skin anchors from very light to very dark; a tone is interpolated between neighbours.
 SKIN = np.array([(255, 228, 210), (240, 200, 172), (226, 178, 140), (203, 148, 105),
@@ -347,8 +349,9 @@ def _glasses(d, da, s, g, rng):
            fill=c, width=fw, joint="curve")
 
 
-def synthetic_face(seed: int, index: int, size: int) -> np.ndarray:
-    """Deterministic aligned portrait, uint8 [size, size, 3] RGB."""
+def synthetic_face(seed: int, index: int, size: int, randomised: bool = False) -> np.ndarray:
+    """Deterministic aligned portrait, uint8 [size, size, 3] RGB. `randomised`: the training
+    set's version, lit in three dimensions and varied as photos vary (see _photograph)."""
     rng = np.random.default_rng([seed, index])
     s = max(4 * size, 256)  # supersampled canvas, box-reduced for antialiasing
     g, col = _geometry(rng), _palette(rng)
@@ -384,6 +387,8 @@ def synthetic_face(seed: int, index: int, size: int) -> np.ndarray:
     if rng.random() < 0.2:
         _glasses(d, da, s, g, rng)
 
+    if randomised:
+        return _photograph(im, g, light, size, np.random.default_rng([seed, index, 1]))
     img = np.asarray(im.reduce(s // size), dtype=np.float32)
     # scene lighting ramp, white balance and sensor noise at the output resolution
     t = np.linspace(-1, 1, size, dtype=np.float32)
@@ -391,3 +396,86 @@ def synthetic_face(seed: int, index: int, size: int) -> np.ndarray:
     img = img * ramp[..., None] * rng.uniform(0.97, 1.03, 3).astype(np.float32)
     img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(1, 4)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- realism
+# The drawn portrait is flat, colourful, sharp and always framed alike; photos of people are
+# lit in three dimensions, often grey, soft, compressed, closer and tilted. The training set
+# is drawn with that variety (domain randomisation, as in Wood et al., "Fake It Till You
+# Make It", ICCV 2021) so that what the model learns carries over to photos (docs/ablation.md).
+
+def _relief(g, n):
+    """A height map of the head on an n x n grid (fractions of the side): an ellipsoid skull
+    and face, with a nose ridge and tip, eye sockets, cheekbones and a chin."""
+    v, u = (np.mgrid[0:n, 0:n].astype(np.float32) + 0.5) / n
+    cy, b = (g["top_y"] + g["chin_y"]) / 2, (g["chin_y"] - g["top_y"]) / 2 * 1.04
+    e = ((u - g["cx"]) / (g["a"] * 1.06)) ** 2 + ((v - cy) / b) ** 2
+    h = np.sqrt(np.clip(1 - e, 0, 1)) * g["a"] * 0.7
+
+    def bump(x, y, rx, ry, height):
+        return height * np.exp(-((u - x) / rx) ** 2 - ((v - y) / ry) ** 2)
+    ridge = np.clip((v - g["eye_y"]) / (g["nose_y"] - g["eye_y"]), 0, 1) * (v < g["nose_y"] + 0.02)
+    h = h + 0.035 * ridge * np.exp(-((u - g["cx"]) / 0.022) ** 2)
+    h = h + bump(g["cx"], g["nose_y"] - 0.01, 0.03, 0.025, 0.03)
+    for sg in (-1, 1):
+        h = h + bump(g["cx"] + sg * g["spacing"] / 2, g["eye_y"], 0.05, 0.03, -0.02)
+        h = h + bump(g["cx"] + sg * g["spacing"] * 0.65, g["nose_y"] - 0.01, 0.05, 0.04, 0.012)
+    h = h + bump(g["cx"], g["mouth_y"] + 0.005, 0.05, 0.02, 0.008)
+    h = h + bump(g["cx"], g["chin_y"] - 0.04, 0.05, 0.03, 0.01)
+    return h * (e < 1)
+
+
+def _shading(g, light, n, rng):
+    """Lambertian light on the relief, 1 where a surface faces the camera in frontal light."""
+    h = _relief(g, n)
+    dy, dx = np.gradient(h * n)
+    elevation = rng.uniform(0.25, 0.9)  # how far the light is from the camera's axis
+    direction = np.array([light[0] * elevation, light[1] * elevation - 0.3, 1.0], np.float32)
+    direction /= np.linalg.norm(direction)
+    lit = (-dx * direction[0] - dy * direction[1] + direction[2]) / np.sqrt(dx ** 2 + dy ** 2 + 1)
+    ambient = rng.uniform(0.25, 0.5)
+    return ambient + (1 - ambient) * np.clip(lit, 0, None) / direction[2]
+
+
+def _photograph(im, g, light, size, rng):
+    """The drawn canvas as a photo: shaded, skin mottled, moved closer or tilted, then grey,
+    low in contrast, soft, noisy or compressed, each at random. uint8 [size, size, 3]."""
+    s = im.width
+    n = size  # the light and the mottling are smooth: computed at the output side
+    field = _shading(g, light, n, rng)
+    blotches = rng.standard_normal((8, 8)).astype(np.float32) * rng.uniform(0.0, 0.05)
+    field = field * (1 + np.asarray(Image.fromarray(blotches, "F").resize((n, n), Image.BICUBIC)))
+    field = np.asarray(Image.fromarray(field.astype(np.float32), "F").resize((s, s), Image.BILINEAR))
+    canvas = np.asarray(im, np.float32) * field[..., None]
+    im = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    # Closer (photos of people are often framed tighter than aligned sets) and tilted, about
+    # the eyes, so that they stay near where the aligned layout has them.
+    zoom = float(np.exp(rng.uniform(0, np.log(1.8)))) if rng.random() < 0.6 else 1.0
+    angle = float(rng.uniform(-10, 10)) if rng.random() < 0.5 else 0.0
+    if zoom != 1.0 or angle:
+        ex, ey = g["cx"] * s, g["eye_y"] * s
+        turn = np.deg2rad(angle)
+        c, sn = np.cos(turn) / zoom, np.sin(turn) / zoom
+        # output pixel (x, y) samples the canvas at the eyes + R(angle) (x - eyes) / zoom
+        im = im.transform((s, s), Image.AFFINE, (c, -sn, ex - c * ex + sn * ey,
+                                                  sn, c, ey - sn * ex - c * ey),
+                          Image.BILINEAR, fillcolor=tuple(int(v) for v in canvas[2, 2]))
+    img = np.asarray(im.reduce(s // size), dtype=np.float32)
+    t = np.linspace(-1, 1, size, dtype=np.float32)
+    ramp = 1 + rng.uniform(0.0, 0.25) * (light[0] * t[None, :] + light[1] * t[:, None])
+    img = img * ramp[..., None] * rng.uniform(0.95, 1.05, 3).astype(np.float32)
+    if rng.random() < 0.3:
+        img = np.repeat(img @ np.float32([0.299, 0.587, 0.114])[:, None], 3, axis=-1)
+    if rng.random() < 0.5:  # flat light, a dull print, a cheap sensor
+        mean = img.mean()
+        img = mean + (img - mean) * rng.uniform(0.55, 1.0)
+    img = 255 * (np.clip(img, 0, 255) / 255) ** rng.uniform(0.8, 1.25)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(1, 5)
+    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    if rng.random() < 0.4:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * size / 128))
+    if rng.random() < 0.3:
+        buffer = io.BytesIO()
+        out.save(buffer, "JPEG", quality=int(rng.integers(35, 90)))
+        out = Image.open(buffer).convert("RGB")
+    return np.asarray(out, np.uint8)

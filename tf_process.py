@@ -56,6 +56,9 @@ class TrainConfig:
     # Also from the data: where the training faces' eyes lie in the square (faces.Framing as
     # a tuple), so a user's photo is framed the same way; None when none was measured.
     framing: tuple | None = None
+    # What the run was trained on (datamanager.ImageSet.data): the built-in drawn faces or a
+    # folder with its counts, so that the page and --mode inpaint can say what it has seen.
+    data: dict | None = None
 
 
 CONFIG_FILE = "config.json"

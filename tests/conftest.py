@@ -40,6 +40,15 @@ def trained_run(tmp_path_factory, face_folder):
 
 
 @pytest.fixture(scope="session")
+def builtin_run(tmp_path_factory):
+    """A tiny run on the built-in drawn faces, as `python run.py` trains a first run."""
+    out = str(tmp_path_factory.mktemp("builtin"))
+    assert run.main(["--out_dir", out, "--mode", "train", "--img_size", "32", "--epoch", "1",
+                     "--batch", "4", "--n_synthetic", "24"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def straight_run(face_folder, tmp_path_factory):
     """A two-epoch training run that nothing interrupted: what stopped and resumed runs of
     the same command must end identical to."""

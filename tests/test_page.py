@@ -167,7 +167,7 @@ def test_a_large_photo_zoomed_painted_undone_restored_in_rounds_and_downloaded(
     page.uncheck("#poisson")
     page.click("#restore")
     expect(page.locator("#history li")).to_have_count(2, timeout=60000)
-    expect(page.locator("#result-caption")).to_contain_text("2 of 2: feathered")
+    expect(page.locator("#result-caption")).to_contain_text("2 of 2: the model, feathered")
     expect(page.locator("#error")).to_be_hidden()
     page.click("[data-action=compare]")
     expect(page.locator("#result-which")).to_contain_text("before")
@@ -181,7 +181,7 @@ def test_a_large_photo_zoomed_painted_undone_restored_in_rounds_and_downloaded(
 
     # Continue from the first result and restore a second hole on it.
     page.locator("#history li button").first.click()
-    expect(page.locator("#result-caption")).to_contain_text("1 of 2: Poisson blend")
+    expect(page.locator("#result-caption")).to_contain_text("1 of 2: the model, Poisson blend")
     page.click("[data-action=continue]")
     expect(page.locator("#status")).to_contain_text("Editing the result")
     settle(page, 0)

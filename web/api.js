@@ -40,12 +40,13 @@ export async function hole(kind, signal) {
 }
 
 // The restored photo (PNG) and what the server says of it.
-export async function inpaint({ photo, name, mask, squares, poisson, ticket }, signal) {
+export async function inpaint({ photo, name, mask, squares, poisson, fill, ticket }, signal) {
   const form = new FormData();
   form.append("photo", photo, name);
   form.append("mask", mask, "mask.png");
   form.append("crop", squares.map((s) => `${s.left},${s.top},${s.side}`).join(";"));
   form.append("poisson", String(poisson));
+  form.append("fill", fill);
   form.append("ticket", ticket);
   const response = await call("/api/inpaint", { method: "POST", body: form, signal });
   const header = (name) => response.headers.get(name);

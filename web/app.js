@@ -27,8 +27,11 @@ async function loadRun() {
     const score = run.test_hole_psnr == null ? "no test scores yet"
       : `test hole PSNR ${run.test_hole_psnr.toFixed(2)} dB against OpenCV Telea's ` +
         `${run.telea_hole_psnr.toFixed(2)} dB (epoch ${run.metrics_epoch})`;
-    $("run").textContent = `${run.run}: checkpoint of epoch ${run.epoch} of ${run.epochs} ` +
-      `(step ${run.step}), ${run.img_size}x${run.img_size}; ${score}`;
+    const seen = run.trained_on ? `, trained on ${run.trained_on}` : "";
+    $("run").textContent = `${run.run}${seen}: checkpoint of epoch ${run.epoch} of ` +
+      `${run.epochs} (step ${run.step}), ${run.img_size}x${run.img_size}; ${score}`;
+    $("notice").textContent = run.notice ? `Note: ${run.notice}.` : "";
+    $("notice").hidden = !run.notice;
   } catch (error) {
     $("run").textContent = `Cannot reach the server: ${error.message}`;
   }
@@ -160,6 +163,7 @@ async function restore() {
   const ticket = `${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
   const start = performance.now();
   const poisson = $("poisson").checked;
+  const fill = document.querySelector("input[name=fill]:checked").value;
   const { file, name } = editor.photo;
   const squares = editor.squaresInEffect();
   const hole = editor.holeMadeWith();
@@ -178,18 +182,23 @@ async function restore() {
   try {
     const maskPng = await editor.maskPicture();
     if (!maskPng) throw new Error("Paint the hole first: nothing is painted");
-    const answer = await api.inpaint({ photo: file, name, mask: maskPng, squares, poisson, ticket },
-                                     controller.signal);
+    const answer = await api.inpaint({ photo: file, name, mask: maskPng, squares, poisson, fill,
+                                       ticket }, controller.signal);
     if (mine !== restoration) return;
     const seconds = (performance.now() - start) / 1000;
     const count = answer.squares.split(";").filter(Boolean).length;
     const sides = answer.squares.split(";").filter(Boolean).map((s) => s.split(",")[2]);
-    const caption = `${poisson ? "Poisson blend" : "feathered"}, ${hole}, ` +
+    const made = fill === "telea" ? "OpenCV Telea"
+      : `the model, ${poisson ? "Poisson blend" : "feathered"}`;
+    const checkpoint = fill === "telea" ? ""
+      : `, checkpoint of epoch ${answer.epoch}, step ${answer.step}`;
+    const caption = `${made}, ${hole}, ` +
       `${count} square${count === 1 ? "" : "s"} (side ${sides.join(", ")}); ` +
-      `${seconds.toFixed(2)} s, checkpoint of epoch ${answer.epoch}, step ${answer.step}`;
+      `${seconds.toFixed(2)} s${checkpoint}`;
     const number = document.querySelectorAll("#history li").length + 1;
+    const suffix = fill === "telea" ? "telea" : "restored";
     await history.add({ blob: answer.blob, before: file, caption,
-                        fileName: `${name}_restored${number > 1 ? `_${number}` : ""}.png` });
+                        fileName: `${name}_${suffix}${number > 1 ? `_${number}` : ""}.png` });
     setStatus((answer.note ? `${answer.note}. ` : "") +
               "Done. Paint more and restore again, continue from a result, or download.");
   } catch (error) {
