@@ -1,5 +1,6 @@
 """Images in, batches out: finding and decoding files, the on-disk cache, the train/test
 split, the masks and the tf.data pipelines."""
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -118,12 +119,14 @@ def _square(image, left, top, side, size):
     return np.asarray(image, np.uint8)
 
 
+@contextlib.contextmanager
 def _open_upright(path, side):
-    """A file decoded upright as RGB; a JPEG at the smallest DCT scale still >= side."""
-    image = Image.open(path)
-    image.draft("RGB", (side, side))
-    ImageOps.exif_transpose(image, in_place=True)
-    return as_rgb(image)
+    """A file decoded upright as RGB; a JPEG at the smallest DCT scale still >= side (a
+    512x512 file decodes straight to 128x128), closed when the block ends."""
+    with Image.open(path) as image:
+        image.draft("RGB", (side, side))
+        ImageOps.exif_transpose(image, in_place=True)
+        yield as_rgb(image)
 
 
 def load_image(path, size):

@@ -104,9 +104,11 @@ def parse_args(argv=None):
     p.add_argument("--img_size", type=int, default=DEFAULTS.img_size,
                    help="side images are resized to; a multiple of 32")
     p.add_argument("--align_faces", action="store_true",
-                   help="with --data_dir: frame each image's largest face as the standard "
-                        "framing (eyes where aligned face sets have them) instead of taking "
-                        "its centre square; images with no face found are skipped")
+                   help="with --data_dir: a photo library as training data: every face of "
+                        "every photo, framed as aligned face sets are (eyes where theirs "
+                        "lie), instead of each image's centre square; faces under half of "
+                        "--img_size, near-duplicates and photos with no face are skipped and "
+                        "counted")
     p.add_argument("--limit", type=int, default=None,
                    help="use only the first N images (sorted by path)")
     p.add_argument("--test_ratio", type=float, default=0.1,

@@ -17,14 +17,15 @@ ICC = "/usr/share/color/icc/ghostscript"  # Debian's libgs-common (.ci/run insta
 FACES = [(30, 110, 170), (250, 50, 190), (470, 170, 150)]  # left, top, side of each pasted face
 
 
-def scene(faces_at=FACES, size=(680, 400)):
-    """A photo of textured background with synthetic faces pasted at faces_at."""
+def scene(faces_at=FACES, size=(680, 400), first=0):
+    """A photo of textured background with synthetic faces (from number `first`) pasted at
+    faces_at."""
     rng = np.random.default_rng(3)
     y, x = np.mgrid[0:size[1], 0:size[0]] / max(size)
     pixels = np.stack([70 + 90 * x, 120 + 40 * y, 150 - 60 * x], -1) + rng.normal(0, 5, (*y.shape, 3))
     photo = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     for index, (left, top, side) in enumerate(faces_at):
-        face = synthetic_faces.synthetic_face(5, index, 256)
+        face = synthetic_faces.synthetic_face(5, first + index, 256)
         photo.paste(Image.fromarray(face).resize((side, side), Image.Resampling.LANCZOS),
                     (left, top))
     return photo
@@ -147,19 +148,20 @@ def test_align_faces_frames_each_photo_and_skips_one_with_no_face(tmp_path, caps
     folder = tmp_path / "phone"
     folder.mkdir()
     for index, (left, top) in enumerate([(10, 40), (300, 20), (150, 150), (380, 180)]):
-        scene(faces_at=[(left, top, 200)], size=(640, 420)).save(folder / f"{index}.jpg")
+        scene(faces_at=[(left, top, 200)], size=(640, 420), first=index).save(folder / f"{index}.jpg")
     scene(faces_at=[], size=(640, 420)).save(folder / "wall.jpg")
     with pytest.warns(UserWarning, match=r"wall\.jpg: no face found"):
         images = datamanager.prepare_images(str(tmp_path / "cache"), 64, data_dir=str(folder),
                                             align_faces=True)
     err = capsys.readouterr().err
-    assert "skipped 1 of 5 images in which no face was found (--align_faces)" in err
+    assert "read 4 of 5 photos and took 4 faces" in err
+    assert "1 photos in which no face was found" in err
     assert images.count == 4 and len(images.skipped) == 1
     aligned = images.read(range(4)).astype(int)
-    drawn = np.asarray(Image.fromarray(synthetic_faces.synthetic_face(5, 0, 256))
-                       .resize((64, 64), Image.Resampling.LANCZOS), int)
-    centred = datamanager.load_image(str(folder / "0.jpg"), 64).astype(int)
-    for image in aligned:  # each is the face, framed as drawn, not the photo's centre
+    for index, image in enumerate(aligned):  # each is the face, framed as drawn, not the centre
+        drawn = np.asarray(Image.fromarray(synthetic_faces.synthetic_face(5, index, 256))
+                           .resize((64, 64), Image.Resampling.LANCZOS), int)
+        centred = datamanager.load_image(str(folder / f"{index}.jpg"), 64).astype(int)
         assert np.abs(image - drawn).mean() < np.abs(centred - drawn).mean() / 2
         assert np.abs(image - drawn).mean() < 20
     assert images.framing is not None
