@@ -357,12 +357,12 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
 def describe(data):
     """One line for a person of what a run was trained on (ImageSet.data, config.json)."""
     colour = "grey" if data["grey"] else "colour"
+    folder = os.path.basename(data.get("folder", ""))  # its name, not where it lies
     if data["source"] == "built-in":
         return f"{data['images']} built-in drawn faces (no real photo)"
     if data["crop"] == "faces":
-        return (f"{data['images']} real faces found in {data['read']} photos of "
-                f"{data['folder']} ({colour})")
-    return f"{data['images']} images of {data['folder']}, centre squares ({colour})"
+        return f"{data['images']} real faces found in {data['read']} photos of {folder} ({colour})"
+    return f"{data['images']} images of {folder}, centre squares ({colour})"
 
 
 def real_faces_advice(data):

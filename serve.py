@@ -101,7 +101,11 @@ class Model:
             info = {"run": os.path.basename(os.path.abspath(self.out_dir)),
                     "checkpoint": os.path.basename(self.checkpoint), "step": self.step,
                     "epoch": self.epoch, "epochs": self.config.epoch,
-                    "img_size": self.config.img_size, "data": self.config.data,
+                    "img_size": self.config.img_size,
+                    # the folder by its name, not where it lies on this machine
+                    "data": self.config.data and {**self.config.data, **(
+                        {"folder": os.path.basename(self.config.data["folder"])}
+                        if "folder" in self.config.data else {})},
                     "trained_on": self.config.data and datamanager.describe(self.config.data),
                     "notice": datamanager.real_faces_advice(self.config.data)}
         rows = outputs.read_csv(os.path.join(self.out_dir, "metrics.csv"))

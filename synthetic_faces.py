@@ -387,8 +387,10 @@ def synthetic_face(seed: int, index: int, size: int, randomised: bool = False) -
     if rng.random() < 0.2:
         _glasses(d, da, s, g, rng)
 
-    if randomised:
-        return _photograph(im, g, light, size, np.random.default_rng([seed, index, 1]))
+    photo_rng = np.random.default_rng([seed, index, 1])
+    # Half the faces stay drawn: the other half teach photos without unlearning drawn faces.
+    if randomised and photo_rng.random() < PHOTO_SHARE:
+        return _photograph(im, g, light, size, photo_rng)
     img = np.asarray(im.reduce(s // size), dtype=np.float32)
     # scene lighting ramp, white balance and sensor noise at the output resolution
     t = np.linspace(-1, 1, size, dtype=np.float32)
@@ -399,8 +401,9 @@ def synthetic_face(seed: int, index: int, size: int, randomised: bool = False) -
 
 
 # ----------------------------------------------------------------------------- realism
+PHOTO_SHARE = 0.5  # of the training set drawn as photos (_photograph)
 # The drawn portrait is flat, colourful, sharp and always framed alike; photos of people are
-# lit in three dimensions, often grey, soft, compressed, closer and tilted. The training set
+# lit in three dimensions, often grey, low in contrast, soft and compressed. The training set
 # is drawn with that variety (domain randomisation, as in Wood et al., "Fake It Till You
 # Make It", ICCV 2021) so that what the model learns carries over to photos (docs/ablation.md).
 
@@ -433,13 +436,14 @@ def _shading(g, light, n, rng):
     direction = np.array([light[0] * elevation, light[1] * elevation - 0.3, 1.0], np.float32)
     direction /= np.linalg.norm(direction)
     lit = (-dx * direction[0] - dy * direction[1] + direction[2]) / np.sqrt(dx ** 2 + dy ** 2 + 1)
-    ambient = rng.uniform(0.25, 0.5)
+    ambient = rng.uniform(0.45, 0.75)
     return ambient + (1 - ambient) * np.clip(lit, 0, None) / direction[2]
 
 
 def _photograph(im, g, light, size, rng):
-    """The drawn canvas as a photo: shaded, skin mottled, moved closer or tilted, then grey,
-    low in contrast, soft, noisy or compressed, each at random. uint8 [size, size, 3]."""
+    """The drawn canvas as a photo: shaded and its skin mottled, then grey, low in contrast,
+    soft, noisy or compressed, each at random. uint8 [size, size, 3]. (Faces moved closer
+    and tilted lost their ablation: docs/ablation.md.)"""
     s = im.width
     n = size  # the light and the mottling are smooth: computed at the output side
     field = _shading(g, light, n, rng)
@@ -448,18 +452,6 @@ def _photograph(im, g, light, size, rng):
     field = np.asarray(Image.fromarray(field.astype(np.float32), "F").resize((s, s), Image.BILINEAR))
     canvas = np.asarray(im, np.float32) * field[..., None]
     im = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
-    # Closer (photos of people are often framed tighter than aligned sets) and tilted, about
-    # the eyes, so that they stay near where the aligned layout has them.
-    zoom = float(np.exp(rng.uniform(0, np.log(1.8)))) if rng.random() < 0.6 else 1.0
-    angle = float(rng.uniform(-10, 10)) if rng.random() < 0.5 else 0.0
-    if zoom != 1.0 or angle:
-        ex, ey = g["cx"] * s, g["eye_y"] * s
-        turn = np.deg2rad(angle)
-        c, sn = np.cos(turn) / zoom, np.sin(turn) / zoom
-        # output pixel (x, y) samples the canvas at the eyes + R(angle) (x - eyes) / zoom
-        im = im.transform((s, s), Image.AFFINE, (c, -sn, ex - c * ex + sn * ey,
-                                                  sn, c, ey - sn * ex - c * ey),
-                          Image.BILINEAR, fillcolor=tuple(int(v) for v in canvas[2, 2]))
     img = np.asarray(im.reduce(s // size), dtype=np.float32)
     t = np.linspace(-1, 1, size, dtype=np.float32)
     ramp = 1 + rng.uniform(0.0, 0.25) * (light[0] * t[None, :] + light[1] * t[:, None])
