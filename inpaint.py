@@ -108,13 +108,19 @@ def find_jobs(path, mask, hole):
 
 
 CROPS = ("face", "center")
+# Squares one photo may name: a group photo has a few dozen faces at most, and each square
+# is a forward pass, so an unbounded list would be unbounded work.
+MAX_SQUARES = 64
 
 
 def parse_crop(text):
-    """--crop and the server's crop field: "face", "center", or one or more squares
+    """--crop and the server's crop field: "face", "center", or one to MAX_SQUARES squares
     "LEFT,TOP,SIDE" separated by ";" (the page sends one per face)."""
     if text in CROPS:
         return text
+    if text.count(";") >= MAX_SQUARES:
+        raise InpaintError(f"{text.count(';') + 1} squares given; at most {MAX_SQUARES} can be "
+                           "restored at once")
     try:
         squares = [tuple(int(v) for v in part.split(",")) for part in text.split(";")]
     except ValueError:
@@ -134,28 +140,37 @@ def read_photo(source):
     through its profile, then carries sRGB's. Raises Unreadable."""
     try:
         with Image.open(source) as image:
-            image = ImageOps.exif_transpose(image)
             image.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise Unreadable(f"{_called(source)}: not a photo Pillow can read "
                          f"({type(error).__name__})") from None
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception as error:  # noqa: BLE001  (Pillow's EXIF parser raises a dozen kinds)
+        raise Unreadable(f"{_called(source)}: its EXIF metadata is corrupt "
+                         f"({type(error).__name__}); save it again without EXIF") from None
     profile = image.info.get("icc_profile")
-    exif = image.getexif()
-    if len(exif):
-        exif[ORIENTATION] = 1  # exif_transpose turned the pixels upright and dropped the tag
     if image.mode == "CMYK" and profile:
         try:
             image = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
                                               SRGB, outputMode="RGB")
             profile = SRGB.tobytes()
-        except ImageCms.PyCMSError as error:
+        except (ImageCms.PyCMSError, OSError) as error:
             raise Unreadable(f"{_called(source)}: its CMYK colour profile cannot be read "
                              f"({error})") from None
     elif image.mode == "CMYK":
         profile = None  # Pillow's plain conversion gives sRGB-like values
+    try:
+        exif = image.getexif()
+        if len(exif):
+            exif[ORIENTATION] = 1  # exif_transpose turned the pixels upright and dropped the tag
+        exif = exif.tobytes() if len(exif) else None
+    except Exception as error:  # noqa: BLE001  (Pillow's EXIF parser raises a dozen kinds)
+        raise Unreadable(f"{_called(source)}: its EXIF metadata is corrupt "
+                         f"({type(error).__name__}); save it again without EXIF") from None
     if image.mode not in ("L", "LA", "RGB", "RGBA"):
         image = datamanager.as_rgb(image)
-    meta = {"icc_profile": profile, "exif": exif.tobytes() if len(exif) else None}
+    meta = {"icc_profile": profile, "exif": exif}
     return image, {k: v for k, v in meta.items() if v}
 
 
@@ -202,6 +217,8 @@ def _squares(source, image, crop, config):
     if crop == "face":
         framing = faces.Framing(*config.framing) if config.framing else faces.STANDARD
         found = faces.find_faces(image)
+        if len(found) > MAX_SQUARES:  # a crowd: its largest faces
+            found = sorted(found, key=lambda f: f.box[2] * f.box[3])[-MAX_SQUARES:]
         if found:
             return [faces.square_for(face, framing, image.size) for face in found], None
         return [centred], f"{_called(source)}: no face found; restoring its centred square"

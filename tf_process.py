@@ -322,6 +322,9 @@ def _restore_checkpoint(checkpoint, path, img_size, full=True):
     try:
         status = checkpoint.restore(path)
         status.assert_existing_objects_matched() if full else status.expect_partial()
+    except IndexError as error:  # TensorFlow's reader on a file cut short by a copy or a disk
+        raise TrainingStopped(f"checkpoint {path} is truncated or damaged ({error}); copy it "
+                              "again, or point --out_dir at an intact run", 2) from None
     except (ValueError, AssertionError, tf.errors.OpError) as error:
         reason = str(error).strip().splitlines()[0][:300]
         raise TrainingStopped(f"checkpoint {path} does not fit this model (trained with another "
