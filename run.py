@@ -56,6 +56,11 @@ def parse_args(argv=None):
     p.add_argument("--host", default="127.0.0.1",
                    help="serve: the address to listen on; another than 127.0.0.1 lets anyone "
                         "on the network use the page")
+    p.add_argument("--allowed_hosts", type=lambda t: [h.strip() for h in t.split(",") if h.strip()],
+                   default=[],
+                   help="serve: more names the page may be reached by, comma-separated (with "
+                        "--host 0.0.0.0, this machine's own names and addresses are taken; any "
+                        "other Host gets 421, so no other site can drive the server)")
     p.add_argument("--port", type=int, default=7860,
                    help="serve: the port to listen on (0: any free one)")
     p.add_argument("--poisson", action=argparse.BooleanOptionalAction, default=True,
@@ -245,7 +250,7 @@ def serve_page(args):
     try:
         with quiet_native_logs():
             devices.configure_devices(args.gpus, args.mixed_precision)
-        serve.serve(args.out_dir, args.host, args.port)
+        serve.serve(args.out_dir, args.host, args.port, args.allowed_hosts)
     except (serve.ServeError, tf_process.TrainingStopped) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -226,7 +226,7 @@ class ThisMachineOnly:
     """Answers only requests meant for this server by a page of its own: a Host header that
     is not an address it serves on (a DNS-rebinding page's) gets a 421, and a POST from a
     page of another site (its Origin) a 403. Scripts, which send no Origin, are served.
-    `hosts` None: the server listens on every address, and any Host is taken."""
+    `hosts`: the names it answers to (Django's ALLOWED_HOSTS)."""
 
     def __init__(self, app, hosts):
         self.app, self.hosts = app, hosts
@@ -236,7 +236,11 @@ class ThisMachineOnly:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         host = headers.get(b"host", b"").decode("latin-1")
-        if self.hosts is not None and urlsplit(f"//{host}").hostname not in self.hosts:
+        try:
+            name = urlsplit(f"//{host}").hostname
+        except ValueError:  # "[::1" and the like: no name at all
+            name = None
+        if name not in self.hosts:
             return await _error(421, f"Host {host!r}: this server answers only requests for "
                                      f"{' or '.join(sorted(self.hosts))}")(scope, receive, send)
         origin = headers.get(b"origin")
@@ -263,7 +267,7 @@ async def _file_bytes(form, name):
     return await value.read()
 
 
-def create_app(model, ready="", hosts=None):
+def create_app(model, ready, hosts):
     """The page and its API over one loaded run; `ready` is printed once uvicorn serves, when
     Ctrl-C already stops it cleanly; `hosts`: the names it answers to (ThisMachineOnly)."""
     @contextlib.asynccontextmanager
@@ -401,18 +405,33 @@ def _is_loopback(host):
         return host == "localhost"
 
 
-def serve(out_dir, host, port):
-    """Serves the page until Ctrl-C. Raises ServeError when it cannot start."""
+def own_names():
+    """The names and addresses this machine answers to: loopback, its host name and the
+    addresses that name resolves to. A page on another site that rebinds its own name to
+    this machine sends its own name as Host, which is none of these."""
+    names = {"127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+    try:
+        names |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:
+        pass  # a host name that does not resolve: loopback and the names above
+    return names
+
+
+def serve(out_dir, host, port, allowed_hosts=()):
+    """Serves the page until Ctrl-C; `allowed_hosts`: more names the page may be reached by
+    (with a wildcard --host). Raises ServeError when it cannot start."""
     sock = _bind(host, port)
     try:
         if not _is_loopback(host):
             print(f"warning: --host {host}: anyone who can reach this machine on the network "
                   "can use this page and the run's model", flush=True)
         shown = f"[{host}]" if ":" in host else host
-        everywhere = host in ("0.0.0.0", "::")  # reached by whatever address the network uses
+        hosts = {host, "localhost", *allowed_hosts}
+        if host in ("0.0.0.0", "::"):  # every address: this machine's names and --allowed_hosts
+            hosts |= own_names()
         app = create_app(Model(out_dir), f"serving {out_dir} at http://{shown}:"
                                          f"{sock.getsockname()[1]} (Ctrl-C stops it)",
-                         hosts=None if everywhere else {host, "localhost"})
+                         hosts=hosts)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:

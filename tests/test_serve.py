@@ -302,10 +302,23 @@ def test_a_busy_port_and_a_folder_with_no_run_are_one_line_and_exit_2(trained_ru
     assert error.count("\n") == 1 and "no trained run there" in error
 
 
-def test_listening_beyond_this_machine_warns_first(trained_run):
-    process, url, lines = start_server(trained_run, "--host", "0.0.0.0")
+def test_listening_beyond_this_machine_warns_first_and_takes_only_its_own_names(trained_run):
+    process, url, lines = start_server(trained_run, "--host", "0.0.0.0", "--allowed_hosts",
+                                       "faces.lan")
+    port = urlparse(url).port
+    local = f"http://127.0.0.1:{port}"
     try:
         assert any(line.startswith("warning: --host 0.0.0.0: anyone") for line in lines)
         assert url.startswith("http://0.0.0.0:")
+        assert requests.get(f"{local}/api/run", timeout=30).status_code == 200
+        # a rebinding page: its own name as Host, and as Origin
+        for method in ("get", "post"):
+            evil = getattr(requests, method)(f"{local}/api/run", timeout=30, headers={
+                "Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"})
+            assert evil.status_code == 421, evil.text
+        named = requests.get(f"{local}/api/run", timeout=30, headers={"Host": f"faces.lan:{port}"})
+        assert named.status_code == 200
+        odd = requests.get(f"{local}/api/run", timeout=30, headers={"Host": "[::1"})
+        assert odd.status_code == 421
     finally:
         stop_server(process)
