@@ -266,6 +266,11 @@ document.addEventListener("keyup", (event) => {
   if (event.key === " ") editor.holdSpace(false);
 });
 
+// Telea fills the hole at the photo's resolution with no blend to choose
+for (const choice of document.querySelectorAll("input[name=fill]")) {
+  choice.addEventListener("change", () => { $("poisson").disabled = choice.value === "telea"; });
+}
+
 editor.brushChanged();
 loadRun();
 setInterval(loadRun, 10000);
