@@ -186,19 +186,20 @@ def measure(runs, paths):
 
 
 def report(result):
-    lines = [f"Real faces: {result['faces']} photos of the test people "
+    title = (f"Real faces: {result['faces']} photos of the test people "
              f"({', '.join(result['people'])}), Poisson-blended; identity: rank-1 among the "
-             "originals of s01-s36", "",
-             f"{'hole':<9} {'method':<24} {'hole PSNR':>9} {'hole L1':>8} {'seam':>6} "
-             f"{'detail':>7}"]
+             "originals of s01-s36")
+    header = (f"{'hole':<9} {'method':<32} {'hole PSNR':>9} {'hole L1':>8} {'seam':>6} "
+              f"{'detail':>7}")
+    lines = [title, "", header]
     for hole in HOLES:
         rows = [(f"{name} (epoch {run['epoch']})", run[hole]) for name, run in result["runs"].items()]
         rows += list(result["references"][hole].items())
         for name, s in rows:
-            lines.append(f"{hole:<9} {name:<24} {s['hole_psnr']:>6.2f} dB {s['hole_l1']:>8.1f} "
+            lines.append(f"{hole:<9} {name:<32} {s['hole_psnr']:>6.2f} dB {s['hole_l1']:>8.1f} "
                          f"{s['seam']:>6.2f} {s['detail']:>7.2f}")
-    lines += ["", f"{'identity':<28} {'rank-1':>7}"]
-    lines += [f"{name:<28} {share:>7.1%}" for name, share in result["identity"].items()]
+    lines += ["", f"{'identity':<36} {'rank-1':>7}"]
+    lines += [f"{name:<36} {share:>7.1%}" for name, share in result["identity"].items()]
     return "\n".join(lines)
 
 

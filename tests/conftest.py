@@ -1,4 +1,5 @@
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; .ci/run installs it
 sys.path.insert(0, str(ROOT))
 
 import devices
@@ -93,6 +95,15 @@ def server(trained_run):
     process, url, _ = start_server(trained_run)
     yield url, process
     stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield playwright, browser
+        browser.close()
 
 
 def with_bfloat16_kernels(check):

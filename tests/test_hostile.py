@@ -10,7 +10,6 @@ import time
 import warnings
 
 import numpy as np
-import pytest
 import requests
 from conftest import ROOT
 from PIL import Image, ImageOps

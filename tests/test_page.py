@@ -3,7 +3,6 @@
 touch, against stale answers and failed requests, and the tab's memory over many strokes.
 A browser that cannot start fails these tests: they are never skipped."""
 import contextlib
-import shutil
 from urllib.parse import urlparse
 
 import numpy as np
@@ -13,7 +12,6 @@ from PIL import Image
 
 import synthetic_faces
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; .ci/run installs it
 LARGE = (3200, 2400)
 
 
@@ -25,15 +23,6 @@ def scene(path, size, face_box):
     picture.paste(face, (left, top))
     picture.save(path, quality=92)
     return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield playwright, browser
-        browser.close()
 
 
 def open_photo(page, url, path):
@@ -71,6 +60,11 @@ def settle(page, expected, box=None):
 def preset(page, kind):
     """Clicks a training-hole preset and waits until it is drawn."""
     page.click(f"[data-action=preset][data-hole={kind}]")
+    wait_for_hole(page)
+
+
+def wait_for_hole(page):
+    """Waits until some of the mask is painted."""
     page.wait_for_function("""() => {
         const canvas = document.getElementById("mask-canvas");
         const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;

@@ -13,6 +13,7 @@ import pytest
 import requests
 from conftest import ROOT, start_server, stop_server
 from PIL import Image
+from test_page import wait_for_hole
 
 import datamanager
 import faces
@@ -189,17 +190,8 @@ def photo_and_mask(tmp_path_factory):
     return folder / "face.png", folder / "face_mask.png"
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-def test_the_page_tells_a_built_in_run_from_a_folder_run(builtin_run, server, chromium):
+def test_the_page_tells_a_built_in_run_from_a_folder_run(builtin_run, server, browser):
+    _, chromium = browser
     from playwright.sync_api import expect
     process, url, _ = start_server(builtin_run)
     try:
@@ -231,7 +223,8 @@ def test_inpaint_says_a_built_in_run_has_seen_drawn_faces(builtin_run, photo_and
     assert len(notes) == 1 and "--data_dir" in notes[0]
 
 
-def test_the_pages_telea_result_is_the_apis(server, chromium, photo_and_mask, tmp_path):
+def test_the_pages_telea_result_is_the_apis(server, browser, photo_and_mask, tmp_path):
+    _, chromium = browser
     from playwright.sync_api import expect
     url, _ = server
     photo, mask = photo_and_mask
@@ -240,12 +233,7 @@ def test_the_pages_telea_result_is_the_apis(server, chromium, photo_and_mask, tm
     page.set_input_files("#photo-file", str(photo))
     expect(page.locator("#status")).to_contain_text("Paint over what is hidden", timeout=60000)
     page.set_input_files("#mask-file", str(mask))
-    page.wait_for_function("""() => {
-        const canvas = document.getElementById("mask-canvas");
-        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-        for (let i = 3; i < data.length; i += 4) if (data[i] > 127) return true;
-        return false;
-    }""")
+    wait_for_hole(page)
     page.check("input[name=fill][value=telea]")
     page.click("#restore")
     expect(page.locator("#history li")).to_have_count(1, timeout=60000)
