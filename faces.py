@@ -60,8 +60,17 @@ def _detect(arrays):
     global _detector
     with _lock:
         if _detector is None:
-            from mtcnn import MTCNN  # imported on first use: most commands never detect
-            _detector = MTCNN()
+            import tensorflow as tf  # imported on first use: most commands never detect
+            from mtcnn import MTCNN
+            # Built in float32 whatever the run's mixed precision: in bfloat16 it found other
+            # faces (20 of 21 in tests/test_real_faces.py's photos), so a cache, the page and
+            # the CLI would disagree.
+            policy = tf.keras.mixed_precision.global_policy()
+            tf.keras.mixed_precision.set_global_policy("float32")
+            try:
+                _detector = MTCNN()
+            finally:
+                tf.keras.mixed_precision.set_global_policy(policy)
         return _detector.detect_faces(arrays, **THRESHOLDS)
 
 
