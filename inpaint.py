@@ -168,6 +168,11 @@ def read_photo(source):
     except Exception as error:  # noqa: BLE001  (Pillow's EXIF parser raises a dozen kinds)
         raise Unreadable(f"{_called(source)}: its EXIF metadata is corrupt "
                          f"({type(error).__name__}); save it again without EXIF") from None
+    if image.mode == "F" or (image.mode == "I" and image.getextrema()[1] > 65535):
+        # floating-point or 32-bit levels have no one scale to 8 bits (as 8 bits they came
+        # back black)
+        raise Unreadable(f"{_called(source)}: a {'floating-point' if image.mode == 'F' else '32-bit'}"
+                         " photo; save it with 8 or 16 bits a channel")
     if image.mode not in ("L", "LA", "RGB", "RGBA"):
         image = datamanager.as_rgb(image)
     meta = {"icc_profile": profile, "exif": exif}

@@ -89,10 +89,16 @@ def test_too_many_squares_are_refused_before_the_photo_is_read(server):
                                       "restored at once")
 
 
-def test_corrupt_metadata_is_a_400_and_a_skipped_photo_in_a_folder(server, trained_run, tmp_path):
+def test_corrupt_metadata_and_32_bit_photos_are_a_400_and_skipped_in_a_folder(server, trained_run, tmp_path):
     url, _ = server
     photos = {f"exif_{kind}": data for kind, data in corrupt_exif_jpegs().items()}
     photos["cmyk_garbage_icc"] = cmyk_with_garbage_profile()
+    for name, mode, values in (("float", "F", np.linspace(0, 1, 48 * 64)),
+                               ("int32", "I", np.linspace(0, 2**31 - 1, 48 * 64))):
+        buffer = io.BytesIO()
+        Image.fromarray(values.reshape(48, 64).astype("float32" if mode == "F" else "int32"),
+                        mode).save(buffer, "TIFF")
+        photos[f"{name}_tiff"] = buffer.getvalue()
     for name, data in photos.items():
         answer = requests.post(f"{url}/api/inpaint", files={"photo": (f"{name}.jpg", data)},
                                data={"hole": "center", "crop": "center"}, timeout=60)
@@ -109,7 +115,7 @@ def test_corrupt_metadata_is_a_400_and_a_skipped_photo_in_a_folder(server, train
                            "--output", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert "1 photo(s) restored" in done.stdout and "5 unreadable skipped" in done.stdout
+    assert "1 photo(s) restored" in done.stdout and "7 unreadable skipped" in done.stdout
     assert sorted(os.listdir(tmp_path / "out")) == ["good.png", "good_compare.png"]
     assert "Traceback" not in done.stderr
 
