@@ -41,13 +41,16 @@ import datamanager
 import devices
 import export
 import faces
+import holes
 import inpaint
 import losses
+import model
 import neuralnet
+import photo_io
 import synthetic_faces
 import tf_process
 
-SIZE, BATCH = 128, tf_process.TrainConfig().batch  # the default run's
+SIZE, BATCH = 128, model.TrainConfig().batch  # the default run's
 TEST_RATIO = 0.1  # run.py's default --test_ratio
 JPEG_SIDE, JPEG_QUALITY = 512, 90
 MATMUL_SIDE = 4096
@@ -105,7 +108,7 @@ def link_faces(folder, faces, count):
     """A folder of `count` links cycling through the face JPEGs: a large set for the memory
     measurement without drawing that many faces."""
     os.makedirs(folder, exist_ok=True)
-    sources = datamanager.find_images(faces)
+    sources = photo_io.find_images(faces)
     for i in range(count):
         link = os.path.join(folder, f"{i:06d}.jpg")
         if not os.path.lexists(link):
@@ -131,14 +134,14 @@ def measure_preparation(faces, count, repeats, cache_dir):
     return cold, warm
 
 
-def forward_flops(model):
+def forward_flops(network):
     """FLOPs of one image's forward pass: 2 (a multiply and an add) x kernel size x the
     positions the kernel is applied at: the output grid of a convolution, the input grid of
     a transposed convolution (each input pixel scatters one kernel), once for a dense layer
     and for the channel-wise dense layer (its [channels, 16, 16] kernel is one einsum).
     Biases, activations and pooling are elementwise and left out."""
     flops = 0
-    for layer in model.layers:
+    for layer in network.layers:
         if not layer.weights:
             continue
         # A spectral-normalised layer counts as the layer it wraps: its power iteration is a
@@ -181,13 +184,13 @@ def matmul_gflops(dtype, repeats):
 
 def build_training(strategy):
     """The two networks and the project's compiled train step, with run.py's default flags."""
-    config = tf_process.TrainConfig()
+    config = model.TrainConfig()
     with strategy.scope():
-        generator = tf_process.build_generator(config)
+        generator = model.build_generator(config)
         discriminator = tf_process.build_discriminator(config)
         g_optimizer, d_optimizer = (
-            tf_process.make_optimizer(model, config.lr, config.beta1, config.beta2)
-            for model in (generator, discriminator))
+            tf_process.make_optimizer(network, config.lr, config.beta1, config.beta2)
+            for network in (generator, discriminator))
         ema_generator = tf_process.make_ema_generator(generator)
     train_step = tf_process.make_train_step(
         config=config, generator=generator, discriminator=discriminator,
@@ -198,7 +201,7 @@ def build_training(strategy):
 
 def _face_batch(mask):
     images = tf.constant(np.stack([synthetic_faces.synthetic_face(0, i, SIZE) for i in range(BATCH)]))
-    return images, datamanager.make_masks(mask, BATCH, SIZE, [0, 0])
+    return images, holes.make_masks(mask, BATCH, SIZE, [0, 0])
 
 
 def child_train_step(precision, settings):
@@ -212,7 +215,7 @@ def child_train_step(precision, settings):
         train_step(images, masks)
     step_rates = [steps * BATCH / _seconds(lambda: [train_step(images, masks) for _ in range(steps)])
                   for _ in range(repeats)]
-    restore = tf_process.make_restore(generator, config)
+    restore = model.make_restore(generator, config)
     images, masks = _face_batch("center")
     for _ in range(2):
         restore(images, masks)
@@ -275,7 +278,7 @@ def onednn_isa(env):
 def timed_epoch(train_step, cache_dir, data_dir, limit, epoch):
     """Seconds of one epoch from the files (preparing the images included), the sum of its
     train steps' seconds, and the seconds of deleting the dataset's iterator at its end."""
-    config = tf_process.TrainConfig()
+    config = model.TrainConfig()
     step_seconds = 0.0
     start = time.perf_counter()
     images = datamanager.prepare_images(cache_dir, SIZE, data_dir=data_dir, limit=limit)
@@ -341,8 +344,8 @@ def write_masked_photos(folder, faces, count):
     """count of the face JPEGs, each with a NAME_mask.png (a face-mask-shaped hole), for
     --mode inpaint."""
     os.makedirs(folder, exist_ok=True)
-    hole = Image.fromarray(datamanager.facemask_region(JPEG_SIDE).astype(np.uint8) * 255)
-    for i, source in enumerate(datamanager.find_images(faces)[:count]):
+    hole = Image.fromarray(holes.facemask_region(JPEG_SIDE).astype(np.uint8) * 255)
+    for i, source in enumerate(photo_io.find_images(faces)[:count]):
         photo = os.path.join(folder, f"{i:06d}.jpg")
         if not os.path.lexists(photo):
             os.symlink(source, photo)
@@ -353,8 +356,8 @@ def child_inpaint(settings, bench_dir):
     """Photos restored per second by inpaint.inpaint over the folder of masked 512x512 JPEGs,
     with the model built and traced first (TensorFlow's start-up is not timed)."""
     _, policy = devices.configure_devices(None, mixed_precision=True)
-    config = tf_process.TrainConfig()
-    restore = tf_process.make_restore(tf_process.build_generator(config), config)
+    config = model.TrainConfig()
+    restore = model.contract(model.build_generator(config), config)
     folder = os.path.join(bench_dir, "masked_photos")
     jobs = inpaint.find_jobs(folder, None, None)
     out = tempfile.mkdtemp(prefix="inpainted-", dir=bench_dir)
@@ -384,7 +387,7 @@ def child_export(args, settings):
         restore = load(os.path.join(folder, name))
         for batch in (1, BATCH):
             images = rng.integers(0, 256, (batch, SIZE, SIZE, 3), np.uint8)
-            masks = (datamanager.make_masks("center", batch, SIZE, [0, 0]).numpy() * 255
+            masks = (holes.make_masks("center", batch, SIZE, [0, 0]).numpy() * 255
                      ).astype(np.uint8)
             once = functools.partial(restore, images, masks)
             once()
@@ -402,11 +405,11 @@ def _page_run(args):
     depend on the weights."""
     run_dir = os.path.join(args.dir, "page_run")
     if not os.path.exists(os.path.join(run_dir, "config.json")):
-        config = tf_process.TrainConfig()
-        checkpoint = tf.train.Checkpoint(ema_generator=tf_process.build_generator(config),
+        config = model.TrainConfig()
+        checkpoint = tf.train.Checkpoint(ema_generator=model.build_generator(config),
                                          epoch=tf.Variable(0, dtype=tf.int64))
         tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), 1).save(0)
-        tf_process.save_config(config, run_dir)
+        model.save_config(config, run_dir)
     return run_dir
 
 
@@ -463,7 +466,7 @@ def phone_photo():
     face = Image.fromarray(synthetic_faces.synthetic_face(0, 1, 512))
     photo.paste(face.resize((side, side), Image.Resampling.BICUBIC), (left, top))
     buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=92, icc_profile=inpaint.SRGB.tobytes())
+    photo.save(buffer, "JPEG", quality=92, icc_profile=photo_io.SRGB.tobytes())
     return buffer.getvalue()
 
 
@@ -535,16 +538,16 @@ def measure_framing(run_dir, seed=0):
     1600x1200 photo (random position, side 15-40 % of the width), the centre hole in face
     coordinates as the mask, restored (Poisson) with --crop face and with --crop center,
     and scored in face coordinates against the original at the run's side."""
-    config = tf_process.load_config(run_dir)
+    config = model.load_config(run_dir)
     size = config.img_size
     [index] = glob.glob(os.path.join(run_dir, "cache", f"images_{size}px_*.u8.json"))
     with open(index) as f:
         images = datamanager.ImageSet(index[:-len(".json")], json.load(f)["count"], size)
     _, test_idx = datamanager.split(images.count, TEST_RATIO)
-    generator = tf_process.build_generator(config)
-    tf_process.load_trained_generator(run_dir, generator, size)
-    restore = tf_process.make_restore(generator, config)
-    hole = datamanager.make_masks("center", 1, size, [0, 0]).numpy()[0]
+    generator = model.build_generator(config)
+    model.load_generator(run_dir, generator, size)
+    restore = model.contract(generator, config)
+    hole = holes.make_masks("center", 1, size, [0, 0]).numpy()[0]
     rng = np.random.default_rng(seed)
     scores = {crop: [] for crop in ("face", "center")}
     unrestorable = {crop: 0 for crop in scores}
@@ -560,14 +563,15 @@ def measure_framing(run_dir, seed=0):
             job = inpaint.Job(_named(photo, "photo"), _named(full, "mask"), "scene")
             try:
                 plan = inpaint.plan(job, config, crop)
-            except inpaint.InpaintError:
+            except photo_io.PhotoError:
                 unrestorable[crop] += 1
                 continue
-            [result] = inpaint.restore_plans(restore, config, [plan], poisson=True)
+            [fills] = inpaint.fill_squares(restore, [plan])
+            result, _ = inpaint.paste(plan, fills, config, poisson=True)
             restored = result.crop((left, top, left + side, top + side)).resize(
                 (size, size), Image.Resampling.BOX)
             values.append(float(losses.hole_psnr(
-                tf_process.to_unit(face[None]), tf_process.to_unit(np.asarray(restored)[None]),
+                model.to_unit(face[None]), model.to_unit(np.asarray(restored)[None]),
                 tf.constant(hole[None]))[0]))
     with open(os.path.join(run_dir, "test_metrics.json")) as f:
         aligned = json.load(f)["model"]["hole_psnr"]

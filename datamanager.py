@@ -17,19 +17,15 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 import faces
-import outputs
+import holes
+import photo_io
 import run_folder
 from synthetic_faces import synthetic_face
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff")
-CACHE_VERSION = 3  # bump when decoding or the index changes, so stale caches are never reused
-MASKS = ("center", "random", "facemask", "mixed")
-# Shares of the "mixed" training holes; the rest are random boxes.
-FACEMASK_SHARE = 0.25
-CENTER_SHARE = 0.5
+CACHE_VERSION = 4  # bump when decoding or the index changes, so stale caches are never reused
 
 
-class DataError(Exception):
+class DataError(photo_io.PhotoError):
     """A problem with the user's data that they can fix; run.py prints it as one line."""
 
 
@@ -42,7 +38,7 @@ class ImageSet:
     skipped: tuple = ()
     grey: bool = False  # every image has R = G = B
     framing: faces.Framing | None = None  # where the faces' eyes lie, if a detector found them
-    data: dict | None = None  # what the set holds and where it came from (describe())
+    data: dict | None = None  # what the set holds and where it came from (model.describe())
 
     @property
     def image_bytes(self):
@@ -62,40 +58,6 @@ class ImageSet:
 
 # ----------------------------------------------------------------------------- files
 
-def find_images(data_dir, limit=None, flag="--data_dir"):
-    """Every image file under data_dir, recursively, sorted by path; `flag` names the folder
-    in errors."""
-    if not os.path.exists(data_dir):
-        raise DataError(f"{flag} {data_dir}: no such directory; point it at a folder of images")
-    if not os.path.isdir(data_dir):
-        raise DataError(f"{flag} {data_dir}: not a directory; point it at a folder of images")
-    paths = []
-    for root, dirs, files in os.walk(data_dir, followlinks=True):
-        dirs.sort()
-        for name in dirs:
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                warnings.warn(f"skipping {os.path.join(root, name)}: a directory, not an image")
-        paths += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
-    if not paths:
-        raise DataError(f"{flag} {data_dir}: no {'/'.join(IMAGE_EXTENSIONS)} files found "
-                        "in it or its subfolders")
-    paths.sort()
-    return paths[:limit] if limit else paths
-
-
-def as_rgb(image):
-    """Any Pillow image as 8-bit RGB: 16-bit greyscale keeps its top 8 bits (instead of
-    clipping to white), transparency is laid on white. Copies only when it changes
-    something."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L"):
-        image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, (255, 255, 255))
-        image.paste(rgba, mask=rgba.getchannel("A"))
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 class NoFace(Exception):
     """--align_faces: the detector found no face in an image; it is skipped."""
 
@@ -111,14 +73,6 @@ MIN_FACE = 0.5
 DUPLICATE_LEVELS = 10
 
 
-def _square(image, left, top, side, size):
-    if image.size != (side, side):
-        image = image.crop((left, top, left + side, top + side))
-    if side != size:
-        image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return np.asarray(image, np.uint8)
-
-
 @contextlib.contextmanager
 def _open_upright(path, side):
     """A file decoded upright as RGB; a JPEG at the smallest DCT scale still >= side (a
@@ -126,14 +80,15 @@ def _open_upright(path, side):
     with Image.open(path) as image:
         image.draft("RGB", (side, side))
         ImageOps.exif_transpose(image, in_place=True)
-        yield as_rgb(image)
+        yield photo_io.as_rgb(image)
 
 
 def load_image(path, size):
     """Decodes one file to an upright RGB uint8 [size, size, 3], its centre square."""
     with _open_upright(path, size) as image:
         side = min(image.size)
-        return _square(image, (image.width - side) // 2, (image.height - side) // 2, side, size)
+        square = ((image.width - side) // 2, (image.height - side) // 2, side, 0.0)
+        return np.asarray(faces.view(image, square, size), np.uint8)
 
 
 def load_faces(path, size):
@@ -144,8 +99,8 @@ def load_faces(path, size):
         found = faces.find_faces(image)
         if not found:
             raise NoFace(NO_FACE)
-        squares = [faces.square_for(face, faces.STANDARD, image.size) for face in found]
-        crops = [_square(image, *square, size) for square in squares
+        squares = [faces.square_for(face, faces.STANDARD) for face in found]
+        crops = [np.asarray(faces.view(image, square, size), np.uint8) for square in squares
                  if square[2] >= MIN_FACE * size]
     taken = np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)
     return taken, len(found) - len(crops)
@@ -187,6 +142,16 @@ def _cache_key(description):
     return hashlib.sha1(json.dumps(description).encode()).hexdigest()[:16]
 
 
+def duration(seconds):
+    """'45 s', '13 min 10 s', '2 h 5 min'."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 def _progress(done, total, label, start):
     """A bar with the time left, redrawn in place on a terminal; one line at the end when
     stderr is a file."""
@@ -197,7 +162,7 @@ def _progress(done, total, label, start):
     elapsed = time.perf_counter() - start
     left = ""
     if 0 < done < total:
-        left = f", about {outputs.duration(elapsed * (total - done) / done)} left"
+        left = f", about {duration(elapsed * (total - done) / done)} left"
     filled = round(24 * done / total)
     print(f"\r{label}: [{'#' * filled}{'.' * (24 - filled)}] {done}/{total}{left}   ",
           end="\n" if done == total else "", file=sys.stderr, flush=True)
@@ -287,7 +252,7 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
                    workers=None, align_faces=False):
     """Decodes every image once into a cache file under cache_dir and returns the ImageSet,
     with the framing of its faces measured on a sample (faces.measure_framing) and a record
-    of what it holds (describe()).
+    of what it holds (model.describe()).
 
     The cache is keyed by the file list, sizes, modification times, `size`, and with
     `align_faces` the detector's settings, so a second run with unchanged files decodes
@@ -298,7 +263,7 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
         description = ["synthetic", CACHE_VERSION, n_synthetic, size, seed]
         total, label = n_synthetic, f"drawing {n_synthetic} synthetic faces"
     else:
-        paths = find_images(data_dir, limit)
+        paths = photo_io.find_images(data_dir, limit)
         description = ["files", CACHE_VERSION, size, [(p, *_stamp(p)) for p in paths]]
         if align_faces:
             description.append(["aligned", faces.DETECTOR, MIN_FACE, DUPLICATE_LEVELS])
@@ -354,27 +319,6 @@ def prepare_images(cache_dir, size, data_dir=None, limit=None, n_synthetic=None,
                     index["grey"], framing and faces.Framing(*framing), data)
 
 
-def describe(data):
-    """One line for a person of what a run was trained on (ImageSet.data, config.json)."""
-    colour = "grey" if data["grey"] else "colour"
-    folder = os.path.basename(data.get("folder", ""))  # its name, not where it lies
-    if data["source"] == "built-in":
-        return f"{data['images']} built-in drawn faces (no real photo)"
-    if data["crop"] == "faces":
-        return f"{data['images']} real faces found in {data['read']} photos of {folder} ({colour})"
-    return f"{data['images']} images of {folder}, centre squares ({colour})"
-
-
-def real_faces_advice(data):
-    """What a run that has seen only drawn faces must tell a person with a real photo, or
-    None for a run trained on photos (or one that recorded nothing)."""
-    if not data or data["source"] != "built-in":
-        return None
-    return ("this run has only seen drawn faces (the built-in set): on a real photo it paints "
-            "a drawn face. For real photos, train a run on real faces: python run.py "
-            "--data_dir ~/Pictures --align_faces --out_dir faces_run")
-
-
 def split(count, test_ratio):
     """First (1 - test_ratio) of the images train, the rest test, in file-name order."""
     n_test = round(count * test_ratio)
@@ -383,81 +327,6 @@ def split(count, test_ratio):
                         f"{count - n_test} for training and {n_test} for testing; "
                         "both need at least one")
     return np.arange(count - n_test), np.arange(count - n_test, count)
-
-
-# ----------------------------------------------------------------------------- masks
-# Masks are [batch, size, size, 1], 1 inside the hole, broadcast over the channels.
-
-def center_box(size):
-    """(top, left, side) of the centred square hole: (43, 43, 42) at 128."""
-    side = size // 3
-    return size // 2 - side // 2, size // 2 - side // 2, side
-
-
-def _box_mask(top, left, height, width, size):
-    """One [batch, size, size, 1] float mask from per-image box corners and sides."""
-    rows = tf.range(size)[None, :, None]
-    cols = tf.range(size)[None, None, :]
-    inside = ((rows >= top[:, None, None]) & (rows < (top + height)[:, None, None])
-              & (cols >= left[:, None, None]) & (cols < (left + width)[:, None, None]))
-    return tf.cast(inside, tf.float32)[..., None]
-
-
-def facemask_region(size):
-    """Where a surgical mask sits on an aligned face: nose bridge to chin, cheek to cheek,
-    with a straight top and a rounded lower edge. float32 [size, size]."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size + 0.5 / size
-    top, bottom, half_width, round_from = 0.47, 0.84, 0.25, 0.62
-    inside = (y >= top) & (y <= bottom) & (np.abs(x - 0.5) <= half_width)
-    # Below round_from the outline is half an ellipse from cheek to cheek down to the chin.
-    lower = ((x - 0.5) / half_width) ** 2 + ((y - round_from) / (bottom - round_from)) ** 2 <= 1
-    return (inside & ((y <= round_from) | lower)).astype(np.float32)
-
-
-def make_masks(kind, batch, size, seed):
-    """A [batch, size, size, 1] mask; `seed` (int32 [2]) makes random boxes reproducible."""
-    if kind == "center":
-        top, left, side = center_box(size)
-        return tf.broadcast_to(_box_mask(tf.constant([top]), tf.constant([left]),
-                                         tf.constant([side]), tf.constant([side]), size),
-                               [batch, size, size, 1])
-    if kind == "facemask":
-        return tf.broadcast_to(tf.constant(facemask_region(size))[None, ..., None],
-                               [batch, size, size, 1])
-    if kind == "random":
-        # Corner uniform in [0, size/2); sides uniform in [size/4, size/2].
-        u = tf.random.stateless_uniform([4, batch], seed, 0, 1)
-        corner = tf.cast(u[:2] * (size // 2), tf.int32)
-        sides = size // 4 + tf.cast(u[2:] * (size // 2 - size // 4 + 1), tf.int32)
-        return _box_mask(corner[0], corner[1], sides[0], sides[1], size)
-    if kind == "mixed":
-        boxes = make_masks("random", batch, size, seed)
-        wears_mask = tf.random.stateless_uniform(
-            [batch, 1, 1, 1], tf.random.experimental.stateless_fold_in(seed, 1)) < FACEMASK_SHARE
-        centred = tf.random.stateless_uniform(
-            [batch, 1, 1, 1], tf.random.experimental.stateless_fold_in(seed, 2)
-        ) < CENTER_SHARE / (1 - FACEMASK_SHARE)
-        boxes = tf.where(centred, make_masks("center", batch, size, seed), boxes)
-        return tf.where(wears_mask, make_masks("facemask", batch, size, seed), boxes)
-    raise ValueError(f"unknown mask {kind!r}; choose one of {MASKS}")
-
-
-def grow(masks, pixels):
-    """The hole and every pixel within `pixels` of it (chessboard distance): `pixels` 3x3
-    max-pools, each growing it by one pixel, a third of the work of one pool of side
-    2 * pixels + 1 at the default band (README, Performance)."""
-    for _ in range(pixels):
-        masks = tf.nn.max_pool2d(masks, 3, 1, "SAME")
-    return masks
-
-
-def blend_weights(masks, band):
-    """How much of the restoration a composite takes: 1 inside the hole, falling linearly to
-    0 across `band` pixels around it (chessboard distance), so no hard edge shows."""
-    rings = [masks]
-    for _ in range(band):
-        rings.append(grow(rings[-1], 1))
-    return tf.add_n(rings) / (band + 1)
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -489,7 +358,7 @@ def train_dataset(images, indices, batch, mask, seed, epoch, skip_batches=0):
 
     def add_masks(step, image_batch):
         mask_seed = tf.stack([tf.cast(seed, tf.int32), tf.cast(epoch * 1_000_003 + step, tf.int32)])
-        return image_batch, make_masks(mask, batch, images.size, mask_seed)
+        return image_batch, holes.make_masks(mask, batch, images.size, mask_seed)
     return data.map(add_masks).skip(skip_batches).prefetch(1)
 
 
@@ -498,5 +367,5 @@ def test_dataset(images, indices, batch, mask):
     batches = tf.data.Dataset.from_tensor_slices(np.asarray(indices)).batch(batch)
 
     def add_masks(image_batch):
-        return image_batch, make_masks(mask, tf.shape(image_batch)[0], images.size, [0, 0])
+        return image_batch, holes.make_masks(mask, tf.shape(image_batch)[0], images.size, [0, 0])
     return _gather_dataset(images, batches).map(add_masks).prefetch(1)

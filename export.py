@@ -17,11 +17,10 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-import datamanager
-import outputs
+import holes
+import model
 import run_folder
 import synthetic_faces
-import tf_process
 from tf_environment import quiet_native_logs
 
 with quiet_native_logs():
@@ -48,15 +47,9 @@ def signature(config):
 
 
 def restorer(generator, config):
-    """The contract as a TensorFlow function over the generator."""
-    def restore(image, mask):
-        # compared in float32: LiteRT has no uint8 GREATER
-        masks = tf.cast(tf.cast(mask, tf.float32) > 127.0, tf.float32)
-        composite = tf_process.restoration(generator, config, image, masks)[3]
-        # as outputs.to_uint8 rounds --mode test's pictures
-        return {"restored": tf.cast(tf.round(tf.clip_by_value(composite * 255.0, 0.0, 255.0)),
-                                    tf.uint8)}
-    return restore
+    """The contract's restored picture alone: what the exported files compute."""
+    restore = model.restorer(generator, config)
+    return lambda image, mask: {"restored": restore(image, mask)["restored"]}
 
 
 def check_batch(out_dir, config):
@@ -72,7 +65,7 @@ def check_batch(out_dir, config):
         images = np.stack([synthetic_faces.synthetic_face(config.seed, i, size)
                            for i in range(min(config.batch, 8))])
         what = f"{len(images)} synthetic faces (the run has no test pictures yet)"
-    masks = datamanager.make_masks(config.test_mask, len(images), size, [0, 0]).numpy()
+    masks = holes.make_masks(config.test_mask, len(images), size, [0, 0]).numpy()
     return images, (masks > 0.5).astype(np.uint8) * 255, what
 
 
@@ -138,12 +131,11 @@ def _size(path):
 def export(out_dir, report=print):
     """Writes out_dir/export/ from the run's latest complete checkpoint; returns
     {file: (bytes, largest difference in levels)} for the files kept. Raises ExportError."""
-    config = tf_process.load_config(out_dir)
-    generator = tf_process.build_generator(config)
-    checkpoint, progress = tf_process.load_trained_generator(out_dir, generator, config.img_size)
+    config = model.load_config(out_dir)
+    generator = model.build_generator(config)
+    checkpoint, progress = model.load_generator(out_dir, generator, config.img_size)
     images, masks, what = check_batch(out_dir, config)
-    expected = outputs.to_uint8(tf_process.make_restore(generator, config)(
-        images, tf.constant(masks > 127, tf.float32))[3])
+    expected = model.contract(generator, config)(images, masks)["restored"]
     report(f"exporting {checkpoint} (epoch {int(progress['epoch'])}), checked on {what}")
     final = os.path.join(out_dir, EXPORT_DIR)
     try:

@@ -96,18 +96,100 @@ def largest(faces):
     return max(faces, key=lambda f: f.box[2] * f.box[3], default=None)
 
 
-def square_for(face, framing, photo_size):
-    """(left, top, side): the square that puts the face's eyes where the framing has them,
-    moved inside the photo (and shrunk to fit it) where it would stick out."""
+# A head turned by less than this is framed upright: the eyes then lie within 0.5 % of the
+# side of their level place, and the square is cut and scaled without resampling twice.
+LEVEL_DEGREES = 3.0
+
+
+def square_for(face, framing):
+    """(left, top, side, angle): the square that puts the face's eyes where the framing has
+    them, turned by `angle` degrees about its centre so that they lie level (a similarity
+    transform from the eye landmarks, as face-restoration pipelines align faces). It may
+    reach beyond the photo; view() pads it there."""
     left_eye, right_eye = face.eyes
     middle = (left_eye + right_eye) / 2
-    side = np.linalg.norm(right_eye - left_eye) / framing.eye_distance
-    side = round(float(min(max(side, 8.0), *photo_size)))
-    left = round(float(middle[0] - framing.eye_x * side))
-    top = round(float(middle[1] - framing.eye_y * side))
-    left = min(max(left, 0), photo_size[0] - side)
-    top = min(max(top, 0), photo_size[1] - side)
-    return left, top, side
+    dx, dy = right_eye - left_eye
+    side = max(float(np.hypot(dx, dy)) / framing.eye_distance, 8.0)
+    angle = float(np.degrees(np.arctan2(dy, dx)))
+    if abs(angle) < LEVEL_DEGREES:
+        angle = 0.0
+    # the square's centre, from the eyes' midpoint, in the square's own turned axes
+    offset = _turn(np.array([(0.5 - framing.eye_x) * side, (0.5 - framing.eye_y) * side]), angle)
+    centre = middle + offset
+    side = round(side)
+    return (round(float(centre[0] - side / 2)), round(float(centre[1] - side / 2)), side,
+            round(angle, 1))
+
+
+def _turn(vector, angle):
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    return np.array([cos * vector[0] - sin * vector[1], sin * vector[0] + cos * vector[1]])
+
+
+def box(square, photo_size):
+    """(left, top, right, bottom): the photo's pixels a square covers, clipped to the photo."""
+    left, top, side, angle = square
+    half = side / 2 * (abs(np.cos(np.radians(angle))) + abs(np.sin(np.radians(angle))))
+    cx, cy = left + side / 2, top + side / 2
+    return (max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half))),
+            min(photo_size[0], int(np.ceil(cx + half))), min(photo_size[1], int(np.ceil(cy + half))))
+
+
+def upright_inside(square, photo_size):
+    """A square cut straight out of the photo: no turning, no padding."""
+    left, top, side, angle = square
+    return (angle == 0 and left >= 0 and top >= 0 and left + side <= photo_size[0]
+            and top + side <= photo_size[1])
+
+
+def view(image, square, size, resample=Image.Resampling.LANCZOS):
+    """The square of an RGB (or L) Pillow image as the model sees it, size x size: cut and
+    scaled; turned level; beyond the photo's edge, the photo mirrored (as training's
+    shifted views are), so a face at the edge keeps its framing."""
+    left, top, side, angle = square
+    if upright_inside(square, image.size):
+        cut = image.crop((left, top, left + side, top + side))
+        return cut if side == size else cut.resize((size, size), resample, reducing_gap=3.0)
+    half = side / 2 * (abs(np.cos(np.radians(angle))) + abs(np.sin(np.radians(angle)))) + 2
+    cx, cy = left + side / 2, top + side / 2
+    x0, y0 = int(np.floor(cx - half)), int(np.floor(cy - half))
+    x1, y1 = int(np.ceil(cx + half)), int(np.ceil(cy + half))
+    inside = image.crop((max(x0, 0), max(y0, 0), min(x1, image.width), min(y1, image.height)))
+    pixels = np.asarray(inside)
+    pad = [(max(0, -y0), max(0, y1 - image.height)), (max(0, -x0), max(0, x1 - image.width))]
+    region = Image.fromarray(np.pad(pixels, pad + [(0, 0)] * (pixels.ndim - 2), "symmetric"))
+    # reduced by a whole factor first (each pixel the mean of f x f), so the turn, at most
+    # a 2x reduction, does not alias
+    scale = side / size
+    factor = max(1, int(scale))
+    if factor > 1:
+        region = region.reduce(factor)
+    k = scale / factor
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    ox, oy = (cx - x0) / factor, (cy - y0) / factor
+    data = (k * cos, -k * sin, ox - k * (cos - sin) * size / 2,
+            k * sin, k * cos, oy - k * (sin + cos) * size / 2)
+    return region.transform((size, size), Image.Transform.AFFINE, data,
+                            Image.Resampling.BICUBIC)
+
+
+def to_photo(picture, square, photo_size, resample=Image.Resampling.BICUBIC):
+    """A picture of the model's square (a Pillow image, size x size) laid back over the
+    photo: the pixels of box(square) it covers, as the same mode; 0 where the turned
+    square does not reach."""
+    left, top, side, angle = square
+    size = picture.width
+    x0, y0, x1, y1 = box(square, photo_size)
+    if upright_inside(square, photo_size):
+        return picture if side == size else picture.resize((side, side), resample)
+    if resample not in (Image.Resampling.NEAREST, Image.Resampling.BILINEAR):
+        resample = Image.Resampling.BICUBIC  # the finest an affine transform takes
+    k = side / size
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    dx, dy = x0 - (left + side / 2), y0 - (top + side / 2)
+    data = (cos / k, sin / k, (cos * dx + sin * dy) / k + size / 2,
+            -sin / k, cos / k, (-sin * dx + cos * dy) / k + size / 2)
+    return picture.transform((x1 - x0, y1 - y0), Image.Transform.AFFINE, data, resample)
 
 
 def measure_framing(images):

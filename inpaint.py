@@ -1,38 +1,34 @@
 """Restoring the hidden part of a user's own photos with a trained run: reading each photo and
-its hole, the square the model sees, and pasting the restoration back into the photo at its
+its hole once, the squares the model sees (framed as in training, levelled and padded where
+a face is turned or at the edge), and pasting each restoration back into the photo at its
 full resolution, so that nothing outside the hole (and its blend band) changes."""
 import dataclasses
 import io
 import os
+import shutil
+import tempfile
 import warnings
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image
 
-import datamanager
 import faces
-import outputs
-import tf_process
-from poisson_blend import poisson_blend
+import holes
+import model
+import photo_io
+from poisson_blend import MAX_EXACT, poisson_blend
 
 MASK_SUFFIX = "_mask"  # LaMa's convention: photo.jpg's hole is photo_mask.png beside it
-MAX_HOLE = 0.75  # of the crop: beyond it too little context is left to restore from
+MAX_HOLE = 0.75  # of the square: beyond it too little context is left to restore from
 BATCH = 16  # photos per forward pass
+FEATHERED = ("the hole is too intricate for the Poisson blend (its edge band is over "
+             "{:,} pixels); it was feathered instead")
 
 
-class InpaintError(Exception):
-    """A problem with the user's photos, masks or flags; run.py prints it as one line, the
-    web page's server answers it with a 400, in the page's words (`page`) where the page's
-    controls, not flags, caused it."""
-
-    def __init__(self, message, page=None):
-        super().__init__(message)
-        self.page = page or message
-
-
-class Unreadable(InpaintError):
-    """A photo Pillow cannot read: a folder's run skips it, the server refuses it."""
+class InpaintError(photo_io.PhotoError):
+    """A problem with the user's photos, masks or flags (PhotoError: one line, and the page's
+    words in `page`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,32 +41,29 @@ class Job:
     name: str  # output name without extension, relative to the output folder
 
 
-def _called(source):
-    return source if isinstance(source, str) else source.name
-
-
 @dataclasses.dataclass
 class Square:
     """One square of the photo the model sees, and the hole in it."""
-    crop: tuple  # (left, top, side) in the photo's pixels
-    hole: np.ndarray  # bool [side, side]: the hole at the crop's resolution
-    model_input: np.ndarray  # uint8 [size, size, 3]: the crop as the model sees it
-    model_hole: np.ndarray  # float32 [size, size, 1]
+    crop: tuple  # (left, top, side, angle) in the photo's pixels (faces.square_for)
+    box: tuple  # (left, top, right, bottom): the photo's pixels the square covers
+    hole: np.ndarray  # bool [bottom - top, right - left]: the hole in those pixels
+    model_input: np.ndarray  # uint8 [size, size, 3]: the square as the model sees it
+    model_hole: np.ndarray  # uint8 [size, size, 1], 255 = hole: the contract's mask
 
 
 @dataclasses.dataclass
 class Plan:
     """A photo read and checked: the squares to restore (none for an empty mask)."""
-    image: Image.Image  # upright, in the mode it is written back in
+    image: Image.Image  # upright, in the mode it is written back in (photo_io.read_photo)
     squares: list
     meta: dict  # what the output keeps of the photo: its ICC profile and EXIF
     note: str | None = None  # one line for the user, e.g. that no face was found
 
     @property
     def grey(self):
-        """A grey photo (mode L, or R = G = B everywhere) gets a grey restoration whatever
-        the run was trained on: a colour run would paint coloured eyes into it."""
-        if self.image.mode in ("L", "LA"):
+        """A grey photo (mode L or 16-bit, or R = G = B everywhere) gets a grey restoration
+        whatever the run was trained on: a colour run would paint coloured eyes into it."""
+        if photo_io.colour_channels(self.image) == 1:
             return True
         pixels = np.asarray(self.image)[..., :3]
         return bool(np.all(pixels[..., :1] == pixels[..., 1:]))
@@ -89,7 +82,7 @@ def find_jobs(path, mask, hole):
     if mask is not None:
         raise InpaintError(f"--mask {mask}: is for a single photo; in a folder each photo's "
                            f"hole is NAME{MASK_SUFFIX}.png beside it (or --hole for all)")
-    files = datamanager.find_images(path, flag="--input")
+    files = photo_io.find_images(path, flag="--input")
     masks = {os.path.splitext(f)[0]: f for f in files
              if os.path.splitext(f)[0].endswith(MASK_SUFFIX)}
     jobs = []
@@ -107,6 +100,33 @@ def find_jobs(path, mask, hole):
     return jobs
 
 
+COMPARE_SUFFIX = "_compare"
+
+
+def output_names(jobs):
+    """Each job's output name: its photo's name without the extension, or, where two jobs'
+    files would be one (a.jpg and a.png; b_compare.jpg and b.jpg's comparison; names that
+    differ only in case, one file on macOS and Windows), with the extension kept in it
+    (a_jpg, a_png). Nothing is ever written over another output."""
+    def files(name):
+        return {name.lower(), (name + COMPARE_SUFFIX).lower()}
+
+    names = [job.name for job in jobs]
+    for _ in range(2):  # a kept extension can clash once more (a_jpg.png beside a.jpg)
+        owners = {}
+        for index, name in enumerate(names):
+            for file in files(name):
+                owners.setdefault(file, []).append(index)
+        clashing = sorted({i for owner in owners.values() if len(owner) > 1 for i in owner})
+        if not clashing:
+            return names
+        for index in clashing:
+            extension = os.path.splitext(photo_io.called(jobs[index].photo))[1]
+            names[index] = names[index] + "_" + extension.lstrip(".").lower()
+    raise InpaintError(f"{photo_io.called(jobs[clashing[0]].photo)}: its output would overwrite "
+                       "another photo's, even with its extension kept; rename it")
+
+
 CROPS = ("face", "center")
 # Squares one photo may name: a group photo has a few dozen faces at most, and each square
 # is a forward pass, so an unbounded list would be unbounded work.
@@ -115,100 +135,33 @@ MAX_SQUARES = 64
 
 def parse_crop(text):
     """--crop and the server's crop field: "face", "center", or one to MAX_SQUARES squares
-    "LEFT,TOP,SIDE" separated by ";" (the page sends one per face)."""
+    "LEFT,TOP,SIDE" or "LEFT,TOP,SIDE,DEGREES" (turned about its centre) separated by ";"
+    (the page sends back the squares /api/faces gave it)."""
     if text in CROPS:
         return text
     if text.count(";") >= MAX_SQUARES:
         raise InpaintError(f"{text.count(';') + 1} squares given; at most {MAX_SQUARES} can be "
                            "restored at once")
-    try:
-        squares = [tuple(int(v) for v in part.split(",")) for part in text.split(";")]
-    except ValueError:
-        squares = []
-    if not squares or any(len(square) != 3 for square in squares):
-        raise InpaintError(f"expected face, center or LEFT,TOP,SIDE in pixels, got {text!r}")
+    squares = []
+    for part in text.split(";"):
+        values = part.split(",")
+        try:
+            if len(values) not in (3, 4):
+                raise ValueError
+            angle = float(values[3]) if len(values) == 4 else 0.0
+            if not -180 <= angle <= 180:
+                raise ValueError
+            squares.append((*(int(v) for v in values[:3]), angle))
+        except ValueError:
+            raise InpaintError(f"expected face, center or LEFT,TOP,SIDE[,DEGREES] in pixels, "
+                               f"got {text[:100]!r}") from None
     return squares
 
 
-SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-ORIENTATION = 0x0112  # the EXIF tag a viewer turns the photo by
-
-
-def read_photo(source):
-    """A photo, upright as a viewer shows it and loaded, with what its output keeps of it
-    (its ICC profile, its EXIF with the orientation reset). A CMYK photo is turned to RGB
-    through its profile, then carries sRGB's. Raises Unreadable."""
-    try:
-        with Image.open(source) as image:
-            image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise Unreadable(f"{_called(source)}: not a photo Pillow can read "
-                         f"({type(error).__name__})") from None
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception as error:  # noqa: BLE001  (Pillow's EXIF parser raises a dozen kinds)
-        raise Unreadable(f"{_called(source)}: its EXIF metadata is corrupt "
-                         f"({type(error).__name__}); save it again without EXIF") from None
-    profile = image.info.get("icc_profile")
-    if image.mode == "CMYK" and profile:
-        try:
-            image = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
-                                              SRGB, outputMode="RGB")
-            profile = SRGB.tobytes()
-        except (ImageCms.PyCMSError, OSError) as error:
-            raise Unreadable(f"{_called(source)}: its CMYK colour profile cannot be read "
-                             f"({error})") from None
-    elif image.mode == "CMYK":
-        profile = None  # Pillow's plain conversion gives sRGB-like values
-    try:
-        exif = image.getexif()
-        if len(exif):
-            exif[ORIENTATION] = 1  # exif_transpose turned the pixels upright and dropped the tag
-        exif = exif.tobytes() if len(exif) else None
-    except Exception as error:  # noqa: BLE001  (Pillow's EXIF parser raises a dozen kinds)
-        raise Unreadable(f"{_called(source)}: its EXIF metadata is corrupt "
-                         f"({type(error).__name__}); save it again without EXIF") from None
-    if image.mode == "F" or (image.mode == "I" and image.getextrema()[1] > 65535):
-        # floating-point or 32-bit levels have no one scale to 8 bits (as 8 bits they came
-        # back black)
-        raise Unreadable(f"{_called(source)}: a {'floating-point' if image.mode == 'F' else '32-bit'}"
-                         " photo; save it with 8 or 16 bits a channel")
-    if image.mode not in ("L", "LA", "RGB", "RGBA"):
-        image = datamanager.as_rgb(image)
-    meta = {"icc_profile": profile, "exif": exif}
-    return image, {k: v for k, v in meta.items() if v}
-
-
-SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L")
-
-
-def read_mask(path, size):
-    """A mask image as bool [height, width], True where it is white (over half its range in
-    greyscale). Transparent pixels are not hole: a hole painted on a transparent layer
-    works. Its size is checked before its pixels are decoded."""
-    def wrong_size(width, height):
-        return InpaintError(f"{_called(path)}: the mask is {width}x{height} but its photo is "
-                            f"{size[0]}x{size[1]}; a mask must have its photo's size")
-    try:
-        with Image.open(path) as image:
-            if sorted(image.size) != sorted(size):  # before decoding: a 150-megapixel "mask"
-                raise wrong_size(*image.size)
-            image = ImageOps.exif_transpose(image)
-            if image.mode in SIXTEEN_BIT:
-                grey = np.asarray(image, np.int64) > (np.iinfo(np.uint16).max // 2)
-            else:
-                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                    rgba = image.convert("RGBA")
-                    image = Image.new("RGB", rgba.size)
-                    image.paste(rgba, mask=rgba.getchannel("A"))
-                grey = np.asarray(image.convert("L")) > 127
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise InpaintError(f"{_called(path)}: not a mask image Pillow can read "
-                           f"({type(error).__name__}); give a PNG of the photo's size, white "
-                           "where the hole is") from None
-    if grey.shape != (size[1], size[0]):
-        raise wrong_size(grey.shape[1], grey.shape[0])
-    return grey
+def crop_text(square):
+    """A square as parse_crop reads it (and the X-Squares header sends it)."""
+    left, top, side, angle = square
+    return f"{left},{top},{side}" + (f",{angle:g}" if angle else "")
 
 
 def _squares(source, image, crop, config):
@@ -216,7 +169,7 @@ def _squares(source, image, crop, config):
     with a note when faces were asked for and none was found."""
     width, height = image.size
     side = min(width, height)
-    centred = ((width - side) // 2, (height - side) // 2, side)
+    centred = ((width - side) // 2, (height - side) // 2, side, 0.0)
     if crop == "center":
         return [centred], None
     if crop == "face":
@@ -225,77 +178,87 @@ def _squares(source, image, crop, config):
         if len(found) > MAX_SQUARES:  # a crowd: its largest faces
             found = sorted(found, key=lambda f: f.box[2] * f.box[3])[-MAX_SQUARES:]
         if found:
-            return [faces.square_for(face, framing, image.size) for face in found], None
-        return [centred], f"{_called(source)}: no face found; restoring its centred square"
-    for left, top, side in crop:
-        if left < 0 or top < 0 or side < 1 or left + side > width or top + side > height:
+            return [faces.square_for(face, framing) for face in found], None
+        return [centred], f"{photo_io.called(source)}: no face found; restoring its centred square"
+    for square in crop:
+        left, top, side, _ = square
+        x0, y0, x1, y1 = faces.box(square, image.size)
+        if side < 1 or side > 4 * max(width, height) or x0 >= x1 or y0 >= y1:
             raise InpaintError(
-                f"--crop {left},{top},{side}: the square is not inside {_called(source)} "
-                f"({width}x{height}); LEFT,TOP,SIDE must fit in the photo",
-                page=f"the square at {left},{top} of side {side} is not inside the photo "
+                f"--crop {crop_text(square)}: the square does not overlap {photo_io.called(source)} "
+                f"({width}x{height}) or is over 4 times its size; LEFT,TOP,SIDE must cover part "
+                "of the photo",
+                page=f"the square at {left},{top} of side {side} does not overlap the photo "
                      f"({width}x{height}); move it or make it smaller")
     return list(crop), None
 
 
-def _model_view(image, crop, size):
-    left, top, side = crop
-    square = datamanager.as_rgb(image.crop((left, top, left + side, top + side)))
-    if side != size:
-        square = square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return np.asarray(square, np.uint8)
+def _in_photo(picture, square, size, photo_size, resample):
+    """A bool or float picture of the model's square over its box in the photo."""
+    if picture.dtype == bool:
+        laid = faces.to_photo(Image.fromarray(picture.astype(np.uint8) * 255), square,
+                              photo_size, Image.Resampling.NEAREST)
+        return np.asarray(laid) > 127
+    return np.asarray(faces.to_photo(Image.fromarray(picture.astype(np.float32)), square, photo_size, resample))
 
 
 def plan(job, config, crop="face", hole_kind=None, seed=0):
-    """Reads one photo and its hole and checks them; a Plan with no squares for an empty
-    mask. With a named hole every square gets it; with a mask each square restores the
-    part of the hole inside it, and every hole pixel must lie in some square. Raises
-    Unreadable for a photo that cannot be read."""
-    image, meta = read_photo(job.photo)
+    """Reads one photo and its hole, once, and checks them; a Plan with no squares for an
+    empty mask. With a named hole every square gets it; with a mask each square restores
+    the part of the hole inside it, and every hole pixel must lie in some square. Raises
+    photo_io.Unreadable for a photo that cannot be read."""
+    image, meta = photo_io.read_photo(job.photo)
     crops, note = _squares(job.photo, image, crop, config)
     size = config.img_size
-    holes = []
+    rgb = photo_io.as_rgb(image)
+    everywhere = np.ones((size, size), bool)
+    footprints = [_in_photo(everywhere, square, size, image.size, None) for square in crops]
+    holes_ = []
     if job.mask is not None:
-        full = read_mask(job.mask, image.size)
+        full = photo_io.read_mask(job.mask, image.size)
         if not full.any():
             return Plan(image, [], meta, note)
         covered = np.zeros_like(full)
-        for left, top, side in crops:
-            covered[top:top + side, left:left + side] = True
+        for square, footprint in zip(crops, footprints):
+            x0, y0, x1, y1 = faces.box(square, image.size)
+            covered[y0:y1, x0:x1] |= footprint
         if np.any(full & ~covered):
             where = ("the square the model sees" if len(crops) == 1
                      else "every square the model sees")
             raise InpaintError(
-                f"{_called(job.mask)}: the hole reaches outside {where} "
-                f"({'; '.join('left {}, top {}, side {}'.format(*c) for c in crops)}); pass "
-                "--crop LEFT,TOP,SIDE with a square of the photo that holds the whole hole",
+                f"{photo_io.called(job.mask)}: the hole reaches outside {where} "
+                f"({'; '.join(crop_text(c) for c in crops)}); pass --crop LEFT,TOP,SIDE with "
+                "a square of the photo that holds the whole hole",
                 page="the hole reaches outside the square the model sees; move or enlarge "
                      "the square (or add one) so that it holds the whole hole")
-        for left, top, side in crops:
-            hole = full[top:top + side, left:left + side]
+        mask_image = Image.fromarray(full.astype(np.uint8) * 255)
+        for square, footprint in zip(crops, footprints):
+            x0, y0, x1, y1 = faces.box(square, image.size)
+            hole = full[y0:y1, x0:x1] & footprint
             if hole.any():
                 # A model pixel is hidden if any photo pixel under it is: nothing hidden leaks.
-                model_hole = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255)
-                                        .resize((size, size), Image.Resampling.BOX)) > 0
-                holes.append(((left, top, side), hole, model_hole))
+                model_hole = np.asarray(faces.view(mask_image, square, size,
+                                                   Image.Resampling.BOX)) > 0
+                holes_.append((square, hole, footprint, model_hole))
     else:
-        for index, (left, top, side) in enumerate(crops):
-            model_hole = datamanager.make_masks(hole_kind, 1, size,
-                                                [seed, index]).numpy()[0, ..., 0] > 0.5
-            hole = np.asarray(Image.fromarray(model_hole.astype(np.uint8) * 255)
-                              .resize((side, side), Image.Resampling.NEAREST)) > 0
-            holes.append(((left, top, side), hole, model_hole))
+        for index, (square, footprint) in enumerate(zip(crops, footprints)):
+            model_hole = holes.make_masks(hole_kind, 1, size, [seed, index]).numpy()[0, ..., 0] > 0.5
+            hole = _in_photo(model_hole, square, size, image.size, None) & footprint
+            holes_.append((square, hole, footprint, model_hole))
     squares = []
-    for crop_, hole, model_hole in holes:
-        if hole.mean() > MAX_HOLE:
+    for square, hole, footprint, model_hole in holes_:
+        share = hole.sum() / footprint.sum()
+        if share > MAX_HOLE:
             raise InpaintError(
-                f"{_called(job.mask or job.photo)}: the hole covers {hole.mean():.0%} of the "
+                f"{photo_io.called(job.mask or job.photo)}: the hole covers {share:.0%} of the "
                 f"square the model sees; at most {MAX_HOLE:.0%} can be restored (pass --crop "
                 "with a larger square)",
-                page=f"the hole covers {hole.mean():.0%} of the square the model sees; at most "
+                page=f"the hole covers {share:.0%} of the square the model sees; at most "
                      f"{MAX_HOLE:.0%} can be restored: make the square larger or the hole "
                      "smaller")
-        squares.append(Square(crop_, hole, _model_view(image, crop_, size),
-                              model_hole.astype(np.float32)[..., None]))
+        squares.append(Square(square, faces.box(square, image.size), hole,
+                              np.asarray(faces.view(rgb, square, size), np.uint8),
+                              model_hole.astype(np.uint8)[..., None] * 255))
     return Plan(image, squares, meta, note)
 
 
@@ -305,46 +268,50 @@ def poisson_side(config):
     return 2 * config.img_size
 
 
-def _paste_square(pixels, channels, square, restored, config, poisson, grey):
-    """Blends one square's restoration into the photo's pixels, in place.
+def _paste_square(pixels, image, square, fill, config, poisson, grey):
+    """Blends one square's restoration (uint8 [size, size, 3]) into the photo's pixels, in
+    place; False when a Poisson blend was asked for and the hole was too intricate for it.
 
-    Feathered: the blend weights are the training composite's at the model's side, resized
-    to the crop: 1 in the hole, fading across the band, exactly 0 elsewhere. Poisson: the
+    Feathered: the blend weights are the training composite's at the model's side, laid
+    over the photo: 1 in the hole, fading across the band, exactly 0 elsewhere. Poisson: the
     restoration's gradients solved into the hole. Either way every other pixel keeps its
-    bytes."""
-    left, top, side = square.crop
-    fill = np.asarray(Image.fromarray(outputs.to_uint8(restored)).resize(
-        (side, side), Image.Resampling.LANCZOS), np.float32)
+    value, at the photo's own depth (8 or 16 bits) and with its alpha."""
+    x0, y0, x1, y1 = square.box
+    size = config.img_size
+    channels, top = photo_io.colour_channels(image), photo_io.levels(image)
+    fill = np.asarray(faces.to_photo(Image.fromarray(fill), square.crop, image.size,
+                                     Image.Resampling.LANCZOS), np.float32) * (top / 255)
     if grey:  # the nearest grey picture, as a grey run's generate() gives
         fill = np.repeat(fill.mean(axis=-1, keepdims=True), channels, axis=-1)
-    region = pixels[top:top + side, left:left + side]
-    colour = region.reshape(side, side, -1)[..., :channels].astype(np.float32)
-    if poisson:
-        blended = poisson_blend(colour, fill, square.hole, poisson_side(config))
-        changed = square.hole
-    else:
-        alpha = np.asarray(tf_process.composite_weights(tf.constant(square.model_hole[None]),
-                                                        config))[0, ..., 0]
-        alpha = np.asarray(Image.fromarray(alpha).resize((side, side),
-                                                         Image.Resampling.BILINEAR))
-        alpha = np.maximum(alpha, square.hole)[..., None]
+    region = pixels[y0:y1, x0:x1]
+    colour = region.reshape(y1 - y0, x1 - x0, -1)[..., :channels].astype(np.float32)
+    blended = poisson_blend(colour, fill, square.hole, poisson_side(config)) if poisson else None
+    changed, feathered = square.hole, blended is None
+    if feathered:
+        weights = model.composite_weights(tf.constant(square.model_hole[None] / 255, tf.float32),
+                                          config)
+        alpha = _in_photo(np.asarray(weights)[0, ..., 0], square.crop, size, image.size,
+                          Image.Resampling.BILINEAR)
+        alpha = np.clip(np.maximum(alpha, square.hole), 0, 1)[..., None]
         blended, changed = colour * (1.0 - alpha) + fill * alpha, alpha[..., 0] > 0
-    blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    blended = np.clip(np.rint(blended), 0, top).astype(pixels.dtype)
     if pixels.ndim == 2:
         region[changed] = blended[changed][:, 0]
     else:
         region[..., :channels][changed] = blended[changed]
+    return not (poisson and feathered)
 
 
-def paste(plan_, restorations, config, poisson=False):
+def paste(plan_, fills, config, poisson=False):
     """The photo with each square's restoration blended in at full resolution, in the
-    photo's mode; squares later in the list are pasted over earlier ones."""
+    photo's mode, and a note when a hole was feathered instead of Poisson-blended; squares
+    later in the list are pasted over earlier ones."""
     pixels = np.array(plan_.image)
-    channels = 1 if plan_.image.mode in ("L", "LA") else 3
     grey = plan_.grey
-    for square, restored in zip(plan_.squares, restorations):
-        _paste_square(pixels, channels, square, restored, config, poisson, grey)
-    return Image.fromarray(pixels)
+    blended = [_paste_square(pixels, plan_.image, square, fill, config, poisson, grey)
+               for square, fill in zip(plan_.squares, fills)]
+    note = None if all(blended) else FEATHERED.format(MAX_EXACT)
+    return Image.fromarray(pixels), note
 
 
 def paste_telea(plan_):
@@ -352,89 +319,97 @@ def paste_telea(plan_):
     resolution, what a person could pick instead of the model; nothing else changes."""
     import references  # OpenCV is loaded only when the classical fill is asked for
     pixels = np.array(plan_.image)
-    channels = 1 if plan_.image.mode in ("L", "LA") else 3
+    channels, top = photo_io.colour_channels(plan_.image), photo_io.levels(plan_.image)
     for square in plan_.squares:
-        left, top, side = square.crop
-        region = pixels[top:top + side, left:left + side]
+        x0, y0, x1, y1 = square.box
+        region = pixels[y0:y1, x0:x1]
         colour = region if region.ndim == 2 else region[..., :channels]
-        filled = references.telea_photo(colour, square.hole).reshape(colour.shape)
-        colour[square.hole] = filled[square.hole]
+        eight_bit = (colour // 257).astype(np.uint8) if top > 255 else colour
+        filled = references.telea_photo(eight_bit, square.hole).reshape(colour.shape)
+        colour[square.hole] = filled[square.hole].astype(colour.dtype) * (top // 255)
     return Image.fromarray(pixels)
 
 
-def fill_squares(restore, config, plans):
-    """The model's restorations of every square of checked plans (non-empty holes), one
-    forward pass for them all: a list per plan of float [size, size, 3]."""
+def fill_squares(restore, plans):
+    """The model's pictures (uint8 [size, size, 3]) of every square of checked plans (with
+    non-empty holes), through the contract in one forward pass: a list per plan."""
     squares = [square for p in plans for square in p.squares]
-    _, _, restored, _ = restore(np.stack([s.model_input for s in squares]),
-                                np.stack([s.model_hole for s in squares]))
-    restored = iter(restored.numpy())
+    restored = iter(restore(np.stack([s.model_input for s in squares]),
+                            np.stack([s.model_hole for s in squares]))["fill"])
     return [[next(restored) for _ in p.squares] for p in plans]
-
-
-def restore_plans(restore, config, plans, poisson=False):
-    """The photos of checked plans with their restorations pasted in. --mode inpaint and the
-    web page's server both restore through fill and paste."""
-    return [paste(p, fills, config, poisson)
-            for p, fills in zip(plans, fill_squares(restore, config, plans))]
 
 
 def inpaint(restore, config, jobs, out_dir, crop="face", hole_kind=None, seed=0, poisson=False):
     """Restores every job's photo and writes NAME.png and NAME_compare.png under out_dir.
-    Every photo is read and checked before anything is written, so a bad mask or flag
-    stops the run with nothing half-done. Returns the count of photos restored."""
-    def plan_of(index):
-        return plan(jobs[index], config, crop, hole_kind, seed + index)
+    Each photo is read once. What is written is staged beside out_dir and moved in only
+    when every photo has been checked and restored, so a bad mask or flag stops the run
+    with nothing half-done. Returns the count of photos restored."""
+    names = output_names(jobs)
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    # beside out_dir, on its file system: moved in with a rename; out_dir itself is made
+    # only once everything is restored
+    staging = tempfile.mkdtemp(prefix=".inpaint-", dir=parent)
+    try:
+        restored, unchanged, skipped, written = 0, 0, 0, []
 
-    restorable, unchanged = [], []
-    for index, job in enumerate(jobs):
-        try:
-            checked = plan_of(index)
-        except Unreadable as error:
-            warnings.warn(f"skipped {error}")
-            continue
-        if checked.note:
-            print(checked.note, flush=True)
-        if not checked.squares:
-            warnings.warn(f"{job.mask}: the mask is empty (no white pixel); {job.photo} is "
-                          "copied unchanged")
-            unchanged.append(index)
-        else:
-            restorable.append(index)
-    for index in unchanged:
-        unchanged_plan = plan_of(index)
-        outputs.save_photo(unchanged_plan.image, _output_path(out_dir, jobs[index].name),
-                           unchanged_plan.meta)
-    for start in range(0, len(restorable), BATCH):
-        chunk = [(jobs[i], plan_of(i)) for i in restorable[start:start + BATCH]]
-        results = restore_plans(restore, config, [p for _, p in chunk], poisson)
-        for (job, p), result in zip(chunk, results):
-            path = _output_path(out_dir, job.name)
-            outputs.save_photo(result, path, p.meta)
-            outputs.save_comparison([p.image, _masked(p), result],
-                                    _output_path(out_dir, job.name + "_compare"))
-            faces_ = f" ({len(p.squares)} squares)" if len(p.squares) > 1 else ""
-            print(f"restored {job.photo}{faces_} -> {path}", flush=True)
-    skipped = len(jobs) - len(restorable) - len(unchanged)
-    print(f"{len(restorable)} photo(s) restored into {out_dir}"
-          + (f", {len(unchanged)} with an empty mask copied unchanged" if unchanged else "")
+        def stage(image, name, meta=None):
+            path = os.path.join(staging, name + ".png")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            photo_io.save_png(image, path, meta)
+            written.append(name + ".png")
+
+        for start in range(0, len(jobs), BATCH):
+            chunk = []
+            for index in range(start, min(start + BATCH, len(jobs))):
+                job = jobs[index]
+                try:
+                    checked = plan(job, config, crop, hole_kind, seed + index)
+                except photo_io.Unreadable as error:
+                    warnings.warn(f"skipped {error}")
+                    skipped += 1
+                    continue
+                if checked.note:
+                    print(checked.note, flush=True)
+                if checked.squares:
+                    chunk.append((job, names[index], checked))
+                    continue
+                warnings.warn(f"{job.mask}: the mask is empty (no white pixel); {job.photo} is "
+                              "copied unchanged")
+                stage(checked.image, names[index], checked.meta)
+                unchanged += 1
+            if not chunk:
+                continue
+            fills = fill_squares(restore, [p for _, _, p in chunk])
+            for (job, name, p), fill in zip(chunk, fills):
+                result, note = paste(p, fill, config, poisson)
+                if note:
+                    print(f"{job.photo}: {note}", flush=True)
+                stage(result, name, p.meta)
+                stage(photo_io.comparison([p.image, _masked(p), result]), name + COMPARE_SUFFIX)
+                squares = f" ({len(p.squares)} squares)" if len(p.squares) > 1 else ""
+                print(f"restored {job.photo}{squares} -> {os.path.join(out_dir, name + '.png')}",
+                      flush=True)
+                restored += 1
+        for name in written:
+            final = os.path.join(out_dir, name)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(os.path.join(staging, name), final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"{restored} photo(s) restored into {out_dir}"
+          + (f", {unchanged} with an empty mask copied unchanged" if unchanged else "")
           + (f", {skipped} unreadable skipped" if skipped else ""), flush=True)
-    return len(restorable)
-
-
-def _output_path(out_dir, name):
-    path = os.path.join(out_dir, name + ".png")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return path
+    return restored
 
 
 def _masked(plan_):
     """The photo with its holes blacked out, as the model is given them."""
     pixels = np.array(plan_.image)
-    channels = 1 if plan_.image.mode in ("L", "LA") else 3
+    channels = photo_io.colour_channels(plan_.image)
     for square in plan_.squares:
-        left, top, side = square.crop
-        region = pixels[top:top + side, left:left + side]
+        x0, y0, x1, y1 = square.box
+        region = pixels[y0:y1, x0:x1]
         if pixels.ndim == 2:
             region[square.hole] = 0
         else:

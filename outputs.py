@@ -5,7 +5,6 @@ The training loop calls one Monitor at the end of each epoch, as keras-io's DCGA
 calls its GANMonitor callback; it never lays out a picture itself.
 """
 import csv
-import io
 import os
 import sys
 import time
@@ -15,8 +14,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-import datamanager
+import photo_io
 import run_folder
+from datamanager import duration
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -27,10 +27,6 @@ LOSS_NAMES = ("rec", "adv", "total", "disc")
 
 # ----------------------------------------------------------------------------- pictures
 
-def to_uint8(images):
-    return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
-
-
 def _mosaic(images, columns):
     n, h, w, c = images.shape
     rows = -(-n // columns)
@@ -39,22 +35,6 @@ def _mosaic(images, columns):
         r, col = divmod(i, columns)
         canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
     return canvas
-
-
-def encode_png(image, meta=None):
-    """A Pillow image as PNG bytes at zlib's fastest level: an epoch's 5132x1320 sample grid
-    takes 0.6 s instead of 1.0 s to write, for a file 16 % larger. Every PNG the project
-    writes or serves is encoded here, so the page's download and --mode inpaint's file of
-    the same restoration are the same bytes. `meta`: a photo's icc_profile and exif."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1, **(meta or {}))
-    return buffer.getvalue()
-
-
-def _save_png(image, path, meta=None):
-    """Writes through a temporary file, so a reader never sees half a picture."""
-    with run_folder.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(encode_png(image, meta))
 
 
 def _labelled_panels(panels, titles, path, gap=4):
@@ -70,7 +50,7 @@ def _labelled_panels(panels, titles, path, gap=4):
         draw.text((x + panel.shape[1] // 2, 4), title, fill="black", font=font, anchor="ma")
         canvas.paste(Image.fromarray(panel), (x, title_h))
         x += panel.shape[1] + gap
-    _save_png(canvas, path)
+    photo_io.save_png(canvas, path)
 
 
 DIFFERENCE_SCALE = 0.25  # |x - x_hat| at or above this shows as the brightest colour
@@ -87,30 +67,16 @@ def save_sample_grid(path, images, masked, composite):
     """The original's four grids: Input, Masked, Restoration (the composite a user sees) and
     Difference, where the restoration is wrong (0 outside the hole and its blend band)."""
     columns = int(np.ceil(np.sqrt(len(images))))
-    panels = [_mosaic(to_uint8(p), columns)
+    panels = [_mosaic(photo_io.to_uint8(p), columns)
               for p in (images, masked, composite, difference_map(images, composite))]
     _labelled_panels(panels, ["Input", "Masked", "Restoration",
                               f"Difference |x - restoration|, 0 to {DIFFERENCE_SCALE}"], path)
 
 
-def save_photo(image, path, meta=None):
-    """A restored photo, as PNG (lossless: the untouched pixels keep their bytes), with its
-    photo's ICC profile and EXIF (`meta`), so it shows in the photo's colours."""
-    _save_png(image, path, meta)
-
-
-def save_comparison(images, path, gap=8):
-    """Input | masked | restored photos side by side on white, at full resolution."""
-    width, height = images[0].size
-    canvas = Image.new("RGB", (len(images) * width + (len(images) - 1) * gap, height), "white")
-    for i, image in enumerate(images):
-        canvas.paste(datamanager.as_rgb(image), (i * (width + gap), 0))
-    _save_png(canvas, path)
-
-
 def save_test_image(path, image, masked, composite):
     """One test picture: original | masked | restored composite."""
-    _save_png(Image.fromarray(np.concatenate(to_uint8([image, masked, composite]), axis=1)), path)
+    row = np.concatenate(photo_io.to_uint8([image, masked, composite]), axis=1)
+    photo_io.save_png(Image.fromarray(row), path)
 
 
 def _smooth(values, window):
@@ -186,19 +152,6 @@ def plot_losses(path, steps, epochs, references):
 
 # ----------------------------------------------------------------------------- records
 
-def read_csv(path):
-    """The rows of a CSV of numbers. A last line with no line end is a row torn by a kill or
-    a full disk in the middle of its append, and is dropped."""
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        text = f.read()
-    complete = text[:text.rfind("\n") + 1]
-    # Counts stay integers, so a resumed run's rewrite keeps "epoch" 1, not 1.0.
-    return [{k: int(v) if v.isdigit() else float(v) for k, v in row.items()}
-            for row in csv.DictReader(io.StringIO(complete))]
-
-
 def _append_csv(path, rows):
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -228,8 +181,8 @@ class Monitor:
         self.steps, self.epochs = [], []
         if resumed_at:
             step, epoch = resumed_at
-            self.steps = [r for r in read_csv(self.steps_path) if r["step"] <= step]
-            self.epochs = [r for r in read_csv(self.epochs_path) if r["epoch"] <= epoch]
+            self.steps = [r for r in run_folder.read_csv(self.steps_path) if r["step"] <= step]
+            self.epochs = [r for r in run_folder.read_csv(self.epochs_path) if r["epoch"] <= epoch]
         for path, rows in ((self.steps_path, self.steps), (self.epochs_path, self.epochs)):
             if rows:
                 _rewrite_csv(path, rows)
@@ -313,16 +266,6 @@ class Progress:
 
 
 BUDGET_SECONDS = 15 * 60  # what the default run is sized for on a CPU with bfloat16
-
-
-def duration(seconds):
-    """'45 s', '13 min 10 s', '2 h 5 min'."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def estimate_line(images_per_second, batch, steps_per_epoch, epochs, steps_left, seconds_so_far):

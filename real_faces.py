@@ -33,7 +33,10 @@ from PIL import Image
 
 import datamanager
 import devices
+import holes
 import losses
+import model
+import photo_io
 import references
 import tf_process
 
@@ -64,7 +67,7 @@ def write_faces(folder):
                     with Image.open(os.path.join(source, f"s{person}", f"{shot}.pgm")) as image:
                         image.save(os.path.join(folder, part, f"s{person:02d}", f"{shot:02d}.png"))
         open(done, "w").close()
-    return {part: datamanager.find_images(os.path.join(folder, part)) for part in PEOPLE}
+    return {part: photo_io.find_images(os.path.join(folder, part)) for part in PEOPLE}
 
 
 def person(path):
@@ -90,14 +93,14 @@ def train_real_run(run_dir, train_folder, epochs):
 def restorations(run_dir, images, masks):
     """A run's restorations, Poisson-blended as --mode test and --mode inpaint do. Grey photos
     get grey restorations whatever the run was trained on, as the CLI and the page give."""
-    config = tf_process.load_config(run_dir)
+    config = model.load_config(run_dir)
     if config is None:
         sys.exit(f"error: --run {run_dir}: no trained run there")
     grey = bool(np.all(images == images[..., :1]))
     config = dataclasses.replace(config, grey=config.grey or grey)
-    generator = tf_process.build_generator(config)
-    checkpoint, progress = tf_process.load_trained_generator(run_dir, generator, config.img_size)
-    restore = tf_process.make_restore(generator, config)
+    generator = model.build_generator(config)
+    checkpoint, progress = model.load_generator(run_dir, generator, config.img_size)
+    restore = model.make_restore(generator, config)
     unit, _, restored, _ = restore(tf.constant(images), masks)
     return (tf_process.poisson_composite(unit, restored, masks),
             {"checkpoint": checkpoint, "epoch": int(progress["epoch"])})
@@ -105,7 +108,7 @@ def restorations(run_dir, images, masks):
 
 def scores(images, filled, masks):
     return {k: float(tf.reduce_mean(v)) for k, v in
-            losses.image_metrics(tf_process.to_unit(images), filled, masks).items()}
+            losses.image_metrics(model.to_unit(images), filled, masks).items()}
 
 
 class Identities:
@@ -165,8 +168,8 @@ def measure(runs, paths):
               "runs": {}, "references": {}, "identity": {}}
     result["identity"]["originals"] = identities.rank1(test, paths["test"], boxes)
     for hole in HOLES:
-        masks = datamanager.make_masks(hole, len(test), SIZE, [0, 0])
-        unit = tf_process.to_unit(test)
+        masks = holes.make_masks(hole, len(test), SIZE, [0, 0])
+        unit = model.to_unit(test)
         result["references"][hole] = {}
         for name in ("telea", "navier_stokes"):
             filled = references.REFERENCES[name](unit, masks)

@@ -5,14 +5,14 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-import datamanager
+import holes
 
 OPENCV_RADIUS = 5  # pixels of context each inpainted pixel is estimated from
 
 
 def mean_border_fill(images, masks, width):
     """The hole filled with the mean colour of a `width`-pixel ring around it."""
-    ring = datamanager.grow(masks, width) - masks
+    ring = holes.grow(masks, width) - masks
     mean = (tf.reduce_sum(ring * images, axis=[1, 2], keepdims=True)
             / tf.maximum(tf.reduce_sum(ring, axis=[1, 2], keepdims=True), 1.0))
     return images * (1.0 - masks) + mean * masks

@@ -16,14 +16,18 @@ with quiet_native_logs():
 import datamanager
 import devices
 import export
+import holes
 import inpaint
+import model
 import neuralnet
+import photo_io
 import run_folder
 import serve
 import tf_process
 
+DEFAULT_TEST_RATIO = 0.1
 DEFAULT_N_SYNTHETIC = 1500  # sized so the default run finishes within 15 minutes on 2 CPU cores
-DEFAULTS = tf_process.TrainConfig()  # the training flags' defaults live in one place
+DEFAULTS = model.TrainConfig()  # the training flags' defaults live in one place
 
 
 def parse_args(argv=None):
@@ -44,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--mask", default=None,
                    help="inpaint, one photo: an image of the photo's size, white where the "
                         "hole is (a folder's photos use NAME_mask.png beside them)")
-    p.add_argument("--hole", choices=datamanager.MASKS, default=None,
+    p.add_argument("--hole", choices=holes.MASKS, default=None,
                    help="inpaint: hide this training shape instead (for photos with no mask)")
     p.add_argument("--crop", type=_crop, default="face",
                    help="inpaint: the square of the photo the model sees: face (each face "
@@ -116,10 +120,11 @@ def parse_args(argv=None):
                         "counted")
     p.add_argument("--limit", type=int, default=None,
                    help="use only the first N images (sorted by path)")
-    p.add_argument("--test_ratio", type=float, default=0.1,
-                   help="last fraction of the images held out for testing")
-    p.add_argument("--train_mask", choices=datamanager.MASKS, default=DEFAULTS.train_mask)
-    p.add_argument("--test_mask", choices=datamanager.MASKS, default=DEFAULTS.test_mask,
+    p.add_argument("--test_ratio", type=float, default=None,
+                   help="last fraction of the images held out for testing; --mode test "
+                        "uses the run's recorded split")
+    p.add_argument("--train_mask", choices=holes.MASKS, default=DEFAULTS.train_mask)
+    p.add_argument("--test_mask", choices=holes.MASKS, default=DEFAULTS.test_mask,
                    help="hole for the test set and the sample grids' evaluation")
     p.add_argument("--n_synthetic", type=int, default=DEFAULT_N_SYNTHETIC,
                    help="how many synthetic faces to draw when no --data_dir is given")
@@ -149,7 +154,7 @@ def check_args(args):
         (args.lr <= 0, f"--lr {args.lr}: the learning rate must be positive"),
         (args.img_size < 32 or args.img_size % 32,
          f"--img_size {args.img_size}: must be a positive multiple of 32 (five 2x poolings)"),
-        (not 0 < args.test_ratio < 1, f"--test_ratio {args.test_ratio}: must be between 0 and 1"),
+        (args.test_ratio is not None and not 0 < args.test_ratio < 1, f"--test_ratio {args.test_ratio}: must be between 0 and 1"),
         (args.limit is not None and args.limit < 2, f"--limit {args.limit}: keep at least 2 images"),
         (args.data_dir is None and args.n_synthetic < 2,
          f"--n_synthetic {args.n_synthetic}: draw at least 2 faces"),
@@ -168,7 +173,7 @@ def check_args(args):
 def check_run(args):
     """For inpaint, serve and export: refuses an --out_dir that holds no trained run."""
     if (not tf.train.latest_checkpoint(os.path.join(args.out_dir, "checkpoints"))
-            or tf_process.load_config(args.out_dir) is None):
+            or model.load_config(args.out_dir) is None):
         return (f"--out_dir {args.out_dir}: no trained run there; point it at the --out_dir "
                 "of a finished training run")
     return None
@@ -188,7 +193,7 @@ def check_out_dir(args):
 def _crop(text):
     try:
         return inpaint.parse_crop(text)
-    except inpaint.InpaintError as error:
+    except photo_io.PhotoError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
@@ -201,7 +206,7 @@ def _indices(text):
 
 def train_config(args):
     """The training settings the library takes, from the flags."""
-    return tf_process.TrainConfig(
+    return model.TrainConfig(
         img_size=args.img_size, upsample=args.upsample,
         mask_channel=args.mask_channel, band=args.band, overlap_weight=args.overlap_weight,
         feather=args.feather, discriminator=args.discriminator,
@@ -219,25 +224,22 @@ def resume_command(argv):
 
 def inpaint_photos(args):
     """--mode inpaint: restores the user's photos with the run's averaged generator."""
-    config = tf_process.load_config(args.out_dir)
+    config = model.load_config(args.out_dir)
     output = args.output or os.path.join(args.out_dir, "inpainted")
     try:
         jobs = inpaint.find_jobs(args.input, args.mask, args.hole)
-        advice = datamanager.real_faces_advice(config.data)
+        advice = model.real_faces_advice(config.data)
         if advice:
             print(f"note: {advice}", flush=True)
         with quiet_native_logs():
             devices.configure_devices(args.gpus, args.mixed_precision)
-        generator = tf_process.build_generator(config)
-        tf_process.load_trained_generator(args.out_dir, generator, config.img_size)
-        inpaint.inpaint(tf_process.make_restore(generator, config), config, jobs, output,
+        generator = model.build_generator(config)
+        model.load_generator(args.out_dir, generator, config.img_size)
+        inpaint.inpaint(model.contract(generator, config), config, jobs, output,
                         args.crop, args.hole, args.seed, args.poisson)
-    except (inpaint.InpaintError, datamanager.DataError, ValueError) as error:
+    except (photo_io.PhotoError, model.LoadError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except tf_process.TrainingStopped as stop:
-        print(f"error: {stop}", file=sys.stderr)
-        return stop.exit_code
     except OSError as error:
         print(f"error: could not write {error.filename or output}: {error.strerror}",
               file=sys.stderr)
@@ -251,7 +253,7 @@ def serve_page(args):
         with quiet_native_logs():
             devices.configure_devices(args.gpus, args.mixed_precision)
         serve.serve(args.out_dir, args.host, args.port, args.allowed_hosts)
-    except (serve.ServeError, tf_process.TrainingStopped) as error:
+    except (serve.ServeError, model.LoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
@@ -262,11 +264,11 @@ def export_run(args):
     whatever --mixed_precision says, so that every format is checked against one reference."""
     try:
         kept = export.export(args.out_dir)
-    except (export.ExportError, tf_process.TrainingStopped) as error:
+    except (export.ExportError, model.LoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     folder = os.path.join(args.out_dir, export.EXPORT_DIR)
-    print(export.contract(tf_process.load_config(args.out_dir), folder))
+    print(export.contract(model.load_config(args.out_dir), folder))
     return 0 if len(kept) == len(export.FILES) else 1
 
 
@@ -286,12 +288,38 @@ def write_failure(error, args, argv):
     return f"could not write {what}: no space left on device; free some space, then {after}"
 
 
+SPLIT_FLAGS = ("data_dir", "limit", "n_synthetic", "seed", "align_faces", "test_ratio")
+
+
+def recorded_split(args, argv, split):
+    """--mode test: the flags that make the run's split, set from what config.json recorded,
+    or one line naming a flag given with another value than the run was trained with."""
+    given = {a.split("=")[0][2:] for a in argv if a.startswith("--")}
+    for flag in SPLIT_FLAGS:
+        value = getattr(args, flag)
+        if flag == "data_dir" and value is not None:
+            value = os.path.abspath(value)
+        if flag in given and value != split[flag]:
+            return (f"--{flag} {getattr(args, flag)}: this run was split with "
+                    f"{'no --data_dir (the built-in faces)' if split[flag] is None else f'--{flag} {split[flag]}'} "
+                    f"(\"split\" in {model.CONFIG_FILE}); leave the flag out to test the run's "
+                    "own held-out images")
+        setattr(args, flag, split[flag])
+    return None
+
+
 def train_and_test(args, argv):
     """--mode train_test, train and test, in a run folder this process has to itself."""
+    saved = model.load_config(args.out_dir) if args.mode == "test" else None
+    if saved and saved.split:
+        problem = recorded_split(args, argv, saved.split)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+    args.test_ratio = args.test_ratio or DEFAULT_TEST_RATIO
     config = train_config(args)
-    if args.mode == "test" and tf_process.load_config(args.out_dir):
-        config = dataclasses.replace(tf_process.load_config(args.out_dir), batch=args.batch,
-                                     test_mask=args.test_mask)
+    if saved:
+        config = dataclasses.replace(saved, batch=args.batch, test_mask=args.test_mask)
     try:
         with quiet_native_logs():  # finding no GPU logs an error
             strategy, policy = devices.configure_devices(args.gpus, args.mixed_precision)
@@ -299,13 +327,20 @@ def train_and_test(args, argv):
                                             config.img_size,
                                             args.data_dir, args.limit, args.n_synthetic, args.seed,
                                             align_faces=args.align_faces)
+        if saved and saved.split and images.count != saved.split["images"]:
+            raise ValueError(f"the data has changed since the run was trained: {images.count} "
+                             f"images now, {saved.split['images']} then, so its held-out images "
+                             "are no longer known; test on a copy of the data as it was")
         if args.mode != "test":
             config = dataclasses.replace(config, grey=images.grey, framing=images.framing and
-                                         dataclasses.astuple(images.framing), data=images.data)
-            print(f"training on {datamanager.describe(images.data)}")
+                                         dataclasses.astuple(images.framing), data=images.data,
+                                         split={**{flag: getattr(args, flag) for flag in SPLIT_FLAGS},
+                                                "data_dir": args.data_dir and os.path.abspath(args.data_dir),
+                                                "images": images.count})
+            print(f"training on {model.describe(images.data)}")
             if images.grey:
                 print(f"every image is greyscale: the restorations are made grey too "
-                      f"(\"grey\" in {tf_process.CONFIG_FILE})")
+                      f"(\"grey\" in {model.CONFIG_FILE})")
         train_idx, test_idx = datamanager.split(images.count, args.test_ratio)
         if args.mode != "test" and args.batch > len(train_idx):
             raise ValueError(f"--batch {args.batch} is larger than the {len(train_idx)} "
@@ -316,7 +351,7 @@ def train_and_test(args, argv):
         # and a cache already built (or a detector already loaded) does not.
         tf.keras.utils.set_random_seed(args.seed)
         with strategy.scope():
-            generator = tf_process.build_generator(config)
+            generator = model.build_generator(config)
             # A test needs the generator alone, so a run trained with a discriminator since
             # pruned (its config.json names it) still tests.
             discriminator = (None if args.mode == "test"
@@ -330,7 +365,7 @@ def train_and_test(args, argv):
                              generator, discriminator, strategy, resume=args.resume)
         if args.mode in ("train_test", "test") and devices.is_chief():
             tf_process.test(config, args.out_dir, images, test_idx, generator, args.poisson)
-    except (datamanager.DataError, ValueError) as error:
+    except (photo_io.PhotoError, model.LoadError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before training or in the test: training catches its own

@@ -1,7 +1,10 @@
 """The run folder's safety: one process writes a run at a time, every file a user keeps
-appears whole or not at all, and a full disk is told apart from other write failures."""
+appears whole or not at all, a full disk is told apart from other write failures, and a
+record torn by a kill is read up to its last whole row."""
 import contextlib
+import csv
 import errno
+import io
 import os
 import time
 
@@ -76,3 +79,16 @@ def no_space(error):
     checkpoint and summary errors, which carry only the C library's text."""
     return (getattr(error, "errno", None) == errno.ENOSPC
             or "No space left on device" in str(error))
+
+
+def read_csv(path):
+    """The rows of a CSV of numbers. A last line with no line end is a row torn by a kill or
+    a full disk in the middle of its append, and is dropped."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        text = f.read()
+    complete = text[:text.rfind("\n") + 1]
+    # Counts stay integers, so a resumed run's rewrite keeps "epoch" 1, not 1.0.
+    return [{k: int(v) if v.isdigit() else float(v) for k, v in row.items()}
+            for row in csv.DictReader(io.StringIO(complete))]

@@ -24,11 +24,12 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-import datamanager
 import faces
+import holes
 import inpaint
-import outputs
-import tf_process
+import model
+import photo_io
+import run_folder
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 MAX_UPLOAD_BYTES = 50 * 2**20  # a request's body: a 24-megapixel PNG and its mask fit
@@ -57,58 +58,70 @@ def _upload(data, field):
 
 
 class Model:
-    """The run's averaged generator, loaded once per checkpoint: the latest complete one when
-    the server starts, and a newer one when the run being trained saves it."""
+    """The run's averaged generator: the latest complete checkpoint when the server starts,
+    and a newer one when the run being trained saves it, looked for every CHECK_EVERY
+    seconds beside the requests, so that neither a request nor /api/run waits for a load."""
 
     def __init__(self, out_dir):
         self.out_dir = out_dir
-        self.config = tf_process.load_config(out_dir)
-        self.generator = tf_process.build_generator(self.config)
-        self.restore = tf_process.make_restore(self.generator, self.config)
-        self.lock = threading.Lock()  # one restoration or load at a time; the rest queue
+        self.config = model.load_config(out_dir)
+        self.generator = model.build_generator(self.config)
+        self.spare = model.build_generator(self.config)  # loaded into, then copied over
+        self.restore = model.contract(self.generator, self.config)
+        self.lock = threading.Lock()  # one forward pass or weight copy at a time
         self.waiting = []  # the tickets of the restorations waiting for the lock or holding it
-        self.checkpoint, self.epoch, self.step, self.checked = None, None, None, 0.0
-        with self.lock:
-            self._refresh()
+        self.checkpoint = self.epoch = self.step = self.refused = None
+        for attempt in range(3):  # a checkpoint the trainer rotates away while it is read
+            try:
+                self._load()
+                break
+            except model.Vanished:
+                if attempt == 2:
+                    raise
         size = self.config.img_size
         self.restore(np.zeros((1, size, size, 3), np.uint8),  # traced before the first request
-                     np.ones((1, size, size, 1), np.float32))
+                     np.full((1, size, size, 1), 255, np.uint8))
+        threading.Thread(target=self._watch, daemon=True).start()
 
-    def _refresh(self):
-        """Loads the latest checkpoint if it is newer than the one in use; holding the lock."""
-        now = time.monotonic()
-        if self.checkpoint and now - self.checked < CHECK_EVERY:
+    def _load(self):
+        """Loads the latest checkpoint if it is newer than the one in use and not one already
+        refused. Raises LoadError."""
+        latest = tf.train.latest_checkpoint(model.checkpoint_dir(self.out_dir))
+        if latest in (self.checkpoint, self.refused) and latest is not None:
             return
-        self.checked = now
-        latest = tf.train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints"))
-        if latest is None or latest == self.checkpoint:
-            return
-        try:
-            path, progress = tf_process.load_trained_generator(self.out_dir, self.generator,
-                                                               self.config.img_size)
-        except tf_process.TrainingStopped:
-            if self.checkpoint is None:
-                raise
-            return  # removed by the trainer's rotation while being read: the next look retries
-        self.checkpoint, self.epoch = path, int(progress["epoch"])
-        self.step = int(path.rsplit("-", 1)[1])  # checkpoints are numbered by global step
+        path, progress = model.load_generator(self.out_dir, self.spare, self.config.img_size)
+        with self.lock:
+            self.generator.set_weights(self.spare.get_weights())
+            self.checkpoint, self.epoch = path, int(progress["epoch"])
+            self.step = int(path.rsplit("-", 1)[1])  # checkpoints are numbered by global step
         print(f"restoring with {path} (epoch {self.epoch}, step {self.step})", flush=True)
+
+    def _watch(self):
+        """Looks for a newer checkpoint until the process ends. One that cannot be used is
+        said once and never retried; the last good weights go on serving."""
+        while True:
+            time.sleep(CHECK_EVERY)
+            try:
+                self._load()
+            except model.Vanished:
+                pass  # removed by the trainer's rotation: the next look finds the newer one
+            except model.LoadError as error:
+                self.refused = tf.train.latest_checkpoint(model.checkpoint_dir(self.out_dir))
+                print(f"warning: {error}; still restoring with {self.checkpoint}", flush=True)
 
     def run_info(self):
         """What the page shows of the run: the checkpoint in use and the last test scores."""
-        with self.lock:
-            self._refresh()
-            info = {"run": os.path.basename(os.path.abspath(self.out_dir)),
-                    "checkpoint": os.path.basename(self.checkpoint), "step": self.step,
-                    "epoch": self.epoch, "epochs": self.config.epoch,
-                    "img_size": self.config.img_size,
-                    # the folder by its name, not where it lies on this machine
-                    "data": self.config.data and {**self.config.data, **(
-                        {"folder": os.path.basename(self.config.data["folder"])}
-                        if "folder" in self.config.data else {})},
-                    "trained_on": self.config.data and datamanager.describe(self.config.data),
-                    "notice": datamanager.real_faces_advice(self.config.data)}
-        rows = outputs.read_csv(os.path.join(self.out_dir, "metrics.csv"))
+        data = self.config.data
+        info = {"run": os.path.basename(os.path.abspath(self.out_dir)),
+                "checkpoint": os.path.basename(self.checkpoint), "step": self.step,
+                "epoch": self.epoch, "epochs": self.config.epoch,
+                "img_size": self.config.img_size,
+                # the folder by its name, not where it lies on this machine
+                "data": data and {**data, **({"folder": os.path.basename(data["folder"])}
+                                             if "folder" in data else {})},
+                "trained_on": data and model.describe(data),
+                "notice": model.real_faces_advice(data)}
+        rows = run_folder.read_csv(os.path.join(self.out_dir, "metrics.csv"))
         last = rows[-1] if rows else {}
         info.update({"metrics_epoch": last.get("epoch"),
                      "test_hole_psnr": last.get("test_hole_psnr"),
@@ -118,10 +131,10 @@ class Model:
         return info
 
     def inpaint(self, photo, mask, hole, crop, poisson, ticket=None, fill="model"):
-        """The restored photo as PNG bytes, with the checkpoint's epoch and step and the
-        squares restored, exactly as --mode inpaint writes it for the same photo, mask (or
-        hole) and crop. Only the forward pass holds the lock: reading, finding faces and the
-        blend of one request run beside another's. `ticket` names the request in
+        """The restored photo as PNG bytes, with the checkpoint's epoch and step, the
+        squares restored and a note, exactly as --mode inpaint writes it for the same photo,
+        mask (or hole) and crop. Only the forward pass holds the lock: reading, finding faces
+        and the blend of one request run beside another's. `ticket` names the request in
         queue_position while it waits."""
         _check_photo(photo)
         job = inpaint.Job(_upload(photo, "photo"),
@@ -129,21 +142,21 @@ class Model:
         plan = inpaint.plan(job, self.config, crop, hole)
         if not plan.squares:
             raise RequestError("mask: it has no white pixel; paint the hole to restore")
+        squares = [s.crop for s in plan.squares]
         if fill == "telea":  # no model: it neither waits for the lock nor names a checkpoint
-            return (outputs.encode_png(inpaint.paste_telea(plan), plan.meta), None, None,
-                    [s.crop for s in plan.squares], plan.note)
+            return (photo_io.encode_png(inpaint.paste_telea(plan), plan.meta), None, None,
+                    squares, plan.note)
         entry = ticket or object()
         self.waiting.append(entry)  # list.append and .remove are atomic: no lock needed
         try:
             with self.lock:
-                self._refresh()
-                [fills] = inpaint.fill_squares(self.restore, self.config, [plan])
+                [fills] = inpaint.fill_squares(self.restore, [plan])
                 epoch, step = self.epoch, self.step
         finally:
             self.waiting.remove(entry)
-        result = inpaint.paste(plan, fills, self.config, poisson)
-        return (outputs.encode_png(result, plan.meta), epoch, step,
-                [s.crop for s in plan.squares], plan.note)
+        result, blend_note = inpaint.paste(plan, fills, self.config, poisson)
+        note = "; ".join(n for n in (plan.note, blend_note) if n) or None
+        return photo_io.encode_png(result, plan.meta), epoch, step, squares, note
 
     def queue_position(self, ticket):
         """How many restorations came before `ticket` and are not done (0: its turn; the
@@ -154,14 +167,14 @@ class Model:
 
     def find_faces(self, photo):
         """The faces found in the photo (upright, as the page shows it) and the square that
-        frames each as the run's training faces were framed."""
+        frames each as the run's training faces were framed (turned when the head is)."""
         _check_photo(photo)
-        image, _ = inpaint.read_photo(_upload(photo, "photo"))
+        image, _ = photo_io.read_photo(_upload(photo, "photo"))
         framing = (faces.Framing(*self.config.framing) if self.config.framing
                    else faces.STANDARD)
         found = faces.find_faces(image)
         return {"width": image.width, "height": image.height,
-                "faces": [{"square": faces.square_for(face, framing, image.size),
+                "faces": [{"square": faces.square_for(face, framing),
                            "box": [round(v) for v in face.box],
                            "confidence": round(face.confidence, 4),
                            "landmarks": {k: [round(v) for v in xy]
@@ -307,8 +320,8 @@ def create_app(model, ready, hosts):
         if kind not in HOLES:
             return _error(404, f"hole {kind!r}: choose one of {', '.join(HOLES)}")
         size = model.config.img_size
-        mask = datamanager.make_masks(kind, 1, size, [0, 0]).numpy()[0, ..., 0]
-        return Response(outputs.encode_png(Image.fromarray(outputs.to_uint8(mask))),
+        mask = holes.make_masks(kind, 1, size, [0, 0]).numpy()[0, ..., 0]
+        return Response(photo_io.encode_png(Image.fromarray(photo_io.to_uint8(mask))),
                         media_type="image/png")
 
     @app.post("/api/inpaint")
@@ -340,11 +353,11 @@ def create_app(model, ready, hosts):
                 model.inpaint, photo, mask, hole, crop, poisson == "true", ticket, fill)
         except RequestError as error:
             return _error(error.status, str(error))
-        except inpaint.InpaintError as error:
+        except photo_io.PhotoError as error:
             return _error(400, error.page)
         finally:
             await request.close()
-        headers = {"X-Fill": fill, "X-Squares": ";".join(",".join(map(str, c)) for c in squares),
+        headers = {"X-Fill": fill, "X-Squares": ";".join(inpaint.crop_text(c) for c in squares),
                    "X-Restore-Seconds": f"{time.perf_counter() - start:.3f}"}
         if fill == "model":
             headers.update({"X-Checkpoint-Epoch": str(epoch), "X-Checkpoint-Step": str(step)})
@@ -368,7 +381,7 @@ def create_app(model, ready, hosts):
             return await run_in_threadpool(model.find_faces, photo)
         except RequestError as error:
             return _error(error.status, str(error))
-        except inpaint.InpaintError as error:
+        except photo_io.PhotoError as error:
             return _error(400, error.page)
         finally:
             await request.close()

@@ -1,6 +1,5 @@
 """The training and test processes: the compiled two-player train step, the training loop
 with its checkpoints, and the evaluation and test over the held-out images."""
-import dataclasses
 import errno
 import json
 import os
@@ -13,91 +12,30 @@ import numpy as np
 import tensorflow as tf
 
 import datamanager
+import holes
 import losses
 import neuralnet
 import outputs
 import references
 import run_folder
 from devices import is_chief
+from model import (
+    band_pixels,
+    compose,
+    generate,
+    load_generator,
+    make_restore,
+    progress_variables,
+    restore_checkpoint,
+    save_config,
+    to_unit,
+)
 from poisson_blend import poisson_blend
 
 SAMPLE_COUNT = 100
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How to train: run.py fills it from the flags; tests and benchmark.py build it
-    directly. The defaults are run.py's."""
-    img_size: int = 128
-    # The recipe below is what the ablation in the README found best within the default run's
-    # 15-minute CPU budget; the README gives the command line of the original's recipe.
-    upsample: str = "reduce"  # the decoder's 2x upsampling: one of neuralnet.UPSAMPLING
-    mask_channel: bool = True  # the hole as a fourth input channel of the generator
-    band: int = 4  # pixels (at 128x128) around the hole for the overlap loss and the blend
-    overlap_weight: float = 10.0  # weight of the band's reconstruction error (Pathak et al.)
-    feather: bool = True  # blend the restoration into the context across the band
-    discriminator: str = "quarter"  # one of neuralnet.DISCRIMINATORS
-    spectral_norm: bool = True  # spectral normalisation in the discriminator
-    epoch: int = 32  # what fits 15 minutes on a bfloat16 CPU without AMX (README)
-    batch: int = 32  # twice the original's updates per epoch: the budget allows few images
-    lr: float = 4e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    adv_weight: float = 20.0
-    d_shift: int = 4  # pixels (at 128x128) the discriminator's view moves by at random
-    ema: float = 0.99
-    train_mask: str = "mixed"  # half the centre square, a quarter the surgical mask's hole
-    test_mask: str = "center"
-    seed: int = 0
-    xla: bool = False
-    # Set from the data, not a flag: when every training image is greyscale, the
-    # restorations are made grey too (the generator's three channels never agree exactly).
-    grey: bool = False
-    # Also from the data: where the training faces' eyes lie in the square (faces.Framing as
-    # a tuple), so a user's photo is framed the same way; None when none was measured.
-    framing: tuple | None = None
-    # What the run was trained on (datamanager.ImageSet.data): the built-in drawn faces or a
-    # folder with its counts, so that the page and --mode inpaint can say what it has seen.
-    data: dict | None = None
-
-
-CONFIG_FILE = "config.json"
-
-
-def save_config(config, out_dir):
-    """Records how a run was trained, so --mode test and inpaint rebuild the same network."""
-    run_folder.write_text(os.path.join(out_dir, CONFIG_FILE),
-                          json.dumps(dataclasses.asdict(config), indent=2))
-
-
-def load_config(out_dir):
-    """The TrainConfig a run in out_dir was trained with, or None if it has none."""
-    path = os.path.join(out_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        saved = json.load(f)
-    fields = {field.name for field in dataclasses.fields(TrainConfig)}
-    if saved.get("framing"):
-        saved["framing"] = tuple(saved["framing"])
-    return TrainConfig(**{k: v for k, v in saved.items() if k in fields})
-
-
 # ----------------------------------------------------------------------------- steps
-
-def to_unit(images):
-    return tf.cast(images, tf.float32) / 255.0
-
-
-def band_pixels(config):
-    """The band around the hole, scaled from 128x128 to the run's side."""
-    return round(config.band * config.img_size / 128)
-
-
-def build_generator(config):
-    return neuralnet.Generator(config.img_size, upsample=config.upsample,
-                               mask_channel=config.mask_channel)
-
 
 def build_discriminator(config):
     return neuralnet.Discriminator(config.img_size, spectral_norm=config.spectral_norm,
@@ -117,32 +55,6 @@ def translate(images, offset, shift):
     rows = offset[0] + tf.range(tf.shape(images)[1])
     cols = offset[1] + tf.range(tf.shape(images)[2])
     return tf.gather(tf.gather(padded, rows, axis=1), cols, axis=2)
-
-
-def generator_input(masked, masks, config):
-    return tf.concat([masked, masks], -1) if config.mask_channel else masked
-
-
-def generate(generator, masked, masks, config, training):
-    """The generator's restoration of the masked images, float32 in [0, 1]; for a greyscale
-    run the mean of its channels in all three, the nearest grey picture to it."""
-    restored = tf.cast(generator(generator_input(masked, masks, config), training=training),
-                       tf.float32)
-    if config.grey:
-        restored = tf.repeat(tf.reduce_mean(restored, axis=-1, keepdims=True), 3, axis=-1)
-    return restored
-
-
-def composite_weights(masks, config):
-    """How much of the restoration each pixel of the composite takes: the hole, or with
-    `feather` the hole and a linear fade across the band around it."""
-    return datamanager.blend_weights(masks, band_pixels(config)) if config.feather else masks
-
-
-def compose(masked, restored, masks, config):
-    """What a user sees: the context kept and the hole filled, with a hard edge or feathered."""
-    alpha = composite_weights(masks, config)
-    return masked * (1.0 - alpha) + restored * alpha
 
 
 def make_optimizer(model, learning_rate, beta1, beta2):
@@ -196,7 +108,7 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
             rec = losses.reconstruction_loss(images, restored, masks)
             fit = rec
             if band and config.overlap_weight:
-                ring = datamanager.grow(masks, band) - masks
+                ring = holes.grow(masks, band) - masks
                 fit += config.overlap_weight * losses.reconstruction_loss(images, restored, ring)
             adv = losses.generator_adversarial_loss(fake)
             per_image = {"rec": rec, "adv": adv, "total": fit + config.adv_weight * adv,
@@ -225,23 +137,6 @@ def make_train_step(*, config, generator, discriminator, g_optimizer, d_optimize
         return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                 for name, value in means.items()}
     return train_step
-
-
-def restoration(generator, config, images, masks):
-    """uint8 images and float masks -> (images, masked, restored, composite), all float in
-    [0, 1]: what --mode test shows, and what the exported files compute."""
-    images = to_unit(images)
-    masked = images * (1.0 - masks)
-    restored = generate(generator, masked, masks, config, training=False)
-    return images, masked, restored, compose(masked, restored, masks, config)
-
-
-def make_restore(generator, config):
-    """restoration() compiled for the generator."""
-    @tf.function(reduce_retracing=True)
-    def restore(images, masks):
-        return restoration(generator, config, images, masks)
-    return restore
 
 
 @tf.function(reduce_retracing=True)
@@ -308,30 +203,6 @@ class TrainingStopped(Exception):
         self.exit_code, self.resumable = exit_code, resumable
 
 
-def _progress_variables():
-    """What a checkpoint records of the run beside the weights: where training stands, and
-    the time and images trained so far (for the throughput the test reports)."""
-    return {"epoch": tf.Variable(0, dtype=tf.int64),
-            "step_in_epoch": tf.Variable(0, dtype=tf.int64),
-            "train_seconds": tf.Variable(0.0, dtype=tf.float64),
-            "train_images": tf.Variable(0, dtype=tf.int64)}
-
-
-def _restore_checkpoint(checkpoint, path, img_size, full=True):
-    """Restores a checkpoint, turning a mismatch into a one-line error."""
-    try:
-        status = checkpoint.restore(path)
-        status.assert_existing_objects_matched() if full else status.expect_partial()
-    except IndexError as error:  # TensorFlow's reader on a file cut short by a copy or a disk
-        raise TrainingStopped(f"checkpoint {path} is truncated or damaged ({error}); copy it "
-                              "again, or point --out_dir at an intact run", 2) from None
-    except (ValueError, AssertionError, tf.errors.OpError) as error:
-        reason = str(error).strip().splitlines()[0][:300]
-        raise TrainingStopped(f"checkpoint {path} does not fit this model (trained with another "
-                              f"--img_size than {img_size}, or another architecture): {reason}",
-                              2) from None
-
-
 def _save(manager, number):
     """Saves a checkpoint; on failure the previous one stays the latest (the manager updates
     its index only after the new files are complete) and the failed save's files go."""
@@ -359,22 +230,6 @@ def _catch_stop_signals():
     return caught, previous
 
 
-def load_trained_generator(out_dir, generator, img_size):
-    """Loads the averaged generator of out_dir's latest checkpoint into `generator`; returns
-    the checkpoint's path and its progress variables."""
-    progress = _progress_variables()
-    ckpt = tf.train.Checkpoint(ema_generator=generator, epoch=progress["epoch"],
-                               train_seconds=progress["train_seconds"],
-                               train_images=progress["train_images"])
-    latest = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
-    if latest is None:
-        raise TrainingStopped(f"no checkpoint in {os.path.join(out_dir, 'checkpoints')}: train "
-                              "first (--mode train_test or train) or point --out_dir at a "
-                              "trained run", 2)
-    _restore_checkpoint(ckpt, latest, img_size, full=False)
-    return latest, progress
-
-
 # ----------------------------------------------------------------------------- loops
 
 def train(config, out_dir, images, train_idx, test_idx, generator, discriminator, strategy,
@@ -390,7 +245,7 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
         g_optimizer, d_optimizer = (make_optimizer(model, config.lr, config.beta1, config.beta2)
                                     for model in (generator, discriminator))
         ema_generator = make_ema_generator(generator)
-    progress = _progress_variables()
+    progress = progress_variables()
     ckpt = tf.train.Checkpoint(generator=generator, ema_generator=ema_generator,
                                discriminator=discriminator,
                                g_optimizer=g_optimizer, d_optimizer=d_optimizer, **progress)
@@ -401,7 +256,7 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
 
     if resume:
         latest = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
-        _restore_checkpoint(ckpt, latest, images.size)
+        restore_checkpoint(ckpt, latest, images.size)
         print(f"resumed from {latest}: epoch {int(ckpt.epoch)}, step {global_step()}")
     train_step = make_train_step(
         config=config, generator=generator, discriminator=discriminator,
@@ -415,7 +270,7 @@ def train(config, out_dir, images, train_idx, test_idx, generator, discriminator
     scores = evaluate_references(test_data)
     best = best_reference(scores)
     monitor = outputs.Monitor(out, restore, sample,
-                              datamanager.make_masks("center", len(sample), images.size, [0, 0]),
+                              holes.make_masks("center", len(sample), images.size, [0, 0]),
                               scores,
                               resumed_at=(global_step(), int(ckpt.epoch)) if resume else None)
     steps_per_epoch = len(train_idx) // config.batch
@@ -497,8 +352,12 @@ def test(config, out_dir, images, test_idx, generator, poisson=True):
     """Restores the latest checkpoint's averaged generator, writes test/%08d.png and
     test_metrics.json, and scores the model against the training-free references, with and
     without Poisson blending (`poisson`: which one the pictures show and the headline is)."""
-    latest, progress = load_trained_generator(out_dir, generator, config.img_size)
-    os.makedirs(os.path.join(out_dir, "test"), exist_ok=True)
+    latest, progress = load_generator(out_dir, generator, config.img_size)
+    folder = os.path.join(out_dir, "test")
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):  # an earlier test's pictures, perhaps of more images
+        if name.endswith(".png"):
+            os.remove(os.path.join(folder, name))
 
     def write_images(first, images_, masked, composite):
         for i in range(images_.shape[0]):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,6 +16,11 @@ sys.path.insert(0, str(ROOT))
 import devices
 import run  # first of the project: it sets TensorFlow's environment (tf_environment.py)
 import synthetic_faces
+
+# For tests of what a machine without a GPU does (the error of --gpus, the float32 policy of
+# a CPU without bfloat16): where TensorFlow sees a GPU they say so and skip.
+no_gpu = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")),
+                            reason="checks a machine without a GPU; TensorFlow sees one here")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ import tensorflow as tf
 from PIL import Image
 
 import datamanager
+import holes
+import photo_io
 
 
 def _load_folder(folder, cache, size=32):
@@ -60,9 +62,9 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_files_sorted_limit_and_split(face_folder):
-    paths = datamanager.find_images(face_folder)
+    paths = photo_io.find_images(face_folder)
     assert len(paths) == 36 and paths == sorted(paths)
-    assert datamanager.find_images(face_folder, limit=10) == paths[:10]
+    assert photo_io.find_images(face_folder, limit=10) == paths[:10]
     train, test = datamanager.split(36, 0.1)
     assert list(train) == list(range(32)) and list(test) == [32, 33, 34, 35]
 
@@ -113,7 +115,7 @@ def test_test_batches_are_in_file_order(face_folder, tmp_path):
 
 @pytest.mark.parametrize("kind", ["random", "facemask"])
 def test_growing_a_hole_by_one_pixel_k_times_is_one_chessboard_dilation_by_k(kind):
-    masks = datamanager.make_masks(kind, 8, 64, [3, 4])
+    masks = holes.make_masks(kind, 8, 64, [3, 4])
     for pixels in (1, 4, 9):
         one_pool = tf.nn.max_pool2d(masks, 2 * pixels + 1, 1, "SAME")
-        np.testing.assert_array_equal(datamanager.grow(masks, pixels).numpy(), one_pool.numpy())
+        np.testing.assert_array_equal(holes.grow(masks, pixels).numpy(), one_pool.numpy())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import outputs
+import run_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,18 +20,18 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
-import tf_process, datamanager
+import tf_process, datamanager, holes, model
 
-config = tf_process.TrainConfig(img_size=32, lr=1e-3)
+config = model.TrainConfig(img_size=32, lr=1e-3)
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-masks = datamanager.make_masks("random", 8, 32, [1, 2])
+masks = holes.make_masks("random", 8, 32, [1, 2])
 results = {}
 for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
     tf.keras.utils.set_random_seed(0)
     with strategy.scope():
-        generator = tf_process.build_generator(config)
+        generator = model.build_generator(config)
         discriminator = tf_process.build_discriminator(config)
         ema = tf_process.make_ema_generator(generator)
         g_opt, d_opt = (tf_process.make_optimizer(m, config.lr, config.beta1, config.beta2)
@@ -113,7 +113,7 @@ def test_two_local_workers_train_together_and_the_chief_writes_one_checkpoint(fa
     assert "2 replica(s)" in printed[0][0]
     checkpoints = sorted(f for f in os.listdir(out / "checkpoints") if f.endswith(".index"))
     assert checkpoints == [f"ckpt-{27 // 8}.index"]
-    rows = outputs.read_csv(str(out / "metrics.csv"))
+    rows = run_folder.read_csv(str(out / "metrics.csv"))
     assert [r["epoch"] for r in rows] == [1]  # one writer, not two
     reader = tf.train.load_checkpoint(str(out / "checkpoints" / f"ckpt-{27 // 8}"))
     assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1

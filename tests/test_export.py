@@ -14,11 +14,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import datamanager
 import export
+import holes
+import model
 import run
 import run_folder
-import tf_process
 
 pytestmark = pytest.mark.slow
 
@@ -84,14 +84,14 @@ def test_the_exports_restore_the_test_pictures_outside_the_project_as_mode_test_
         assert f"wrote {name}: " in printed
     assert "contract: image uint8 [N, 32, 32, 3] RGB and mask uint8 [N, 32, 32, 1]" in printed
 
-    config = tf_process.load_config(str(out))
+    config = model.load_config(str(out))
     images, composites = _test_pictures(out, 32)
     assert len(images) == 9 and config.test_mask == "center"  # 36 faces, 25 % held out
-    holes = datamanager.make_masks(config.test_mask, len(images), 32, [0, 0])
-    context = tf_process.composite_weights(holes, config).numpy()[..., 0] == 0
-    hole = holes.numpy()[..., 0] > 0.5
+    masks = holes.make_masks(config.test_mask, len(images), 32, [0, 0])
+    context = model.composite_weights(masks, config).numpy()[..., 0] == 0
+    hole = masks.numpy()[..., 0] > 0.5
     np.savez(tmp_path / "given.npz", image=images,
-             mask=(holes.numpy() > 0.5).astype(np.uint8) * 255)
+             mask=(masks.numpy() > 0.5).astype(np.uint8) * 255)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = subprocess.run([sys.executable, "-I", "-c", OUTSIDE, str(folder),
@@ -131,10 +131,10 @@ def test_a_grey_run_exports_grey_while_it_trains_and_a_format_that_disagrees_is_
     folder = out / "export"
     assert sorted(os.listdir(folder)) == sorted(set(export.FILES) - {"restorer.tflite"})
     images, _ = _test_pictures(out, 32)
-    holes = (datamanager.make_masks("center", len(images), 32, [0, 0]).numpy() > 0.5)
+    hidden = (holes.make_masks("center", len(images), 32, [0, 0]).numpy() > 0.5)
     restore = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
-    restored = restore(image=tf.constant(images), mask=tf.constant(holes.astype(np.uint8) * 255))
-    restored = restored["restored"].numpy()[holes[..., 0]]
+    restored = restore(image=tf.constant(images), mask=tf.constant(hidden.astype(np.uint8) * 255))
+    restored = restored["restored"].numpy()[hidden[..., 0]]
     assert np.array_equal(restored[:, 0], restored[:, 1])
     assert np.array_equal(restored[:, 0], restored[:, 2])
 

@@ -10,6 +10,8 @@ from PIL import Image, ImageCms
 import datamanager
 import faces
 import inpaint
+import model
+import photo_io
 import run
 import synthetic_faces
 
@@ -46,10 +48,65 @@ def test_every_face_is_found_and_framed_where_its_eyes_are():
     found = faces.find_faces(scene())
     assert len(found) == 3
     for face, (left, top, side) in zip(found, FACES):
-        square = faces.square_for(face, faces.STANDARD, (680, 400))
+        square = faces.square_for(face, faces.STANDARD)
+        assert square[3] == 0  # level eyes: an upright square
         # the synthetic faces' eyes lie where STANDARD says, so the square is the face's own
         assert abs(square[2] - side) < 0.15 * side
         assert abs(square[0] - left) < 0.1 * side and abs(square[1] - top) < 0.1 * side
+
+
+def _placed(photo_size, centre, side, degrees):
+    """A drawn face of `side` turned by `degrees` (counterclockwise, as a viewer sees it)
+    about `centre` on a plain photo, which it may overhang."""
+    face = Image.fromarray(synthetic_faces.synthetic_face(5, 0, 256)).convert("RGBA")
+    face = face.resize((side, side), Image.Resampling.LANCZOS)
+    turned = face.rotate(degrees, Image.Resampling.BICUBIC, expand=True)
+    photo = Image.new("RGB", photo_size, (120, 140, 160))
+    photo.paste(turned, (round(centre[0] - turned.width / 2), round(centre[1] - turned.height / 2)),
+                turned)
+    return photo
+
+
+def _hole_in_face(photo, centre, side, degrees):
+    """Where the surgical-mask hole lands, in the face's own coordinates (fractions of its
+    side from its centre, turned back upright), and the square's eye line."""
+    config = model.TrainConfig(img_size=64)
+    job = inpaint.Job(photo_io_buffer(photo), None, "photo")
+    [square] = inpaint.plan(job, config, "face", "facemask").squares
+    x0, y0, _, _ = square.box
+    ys, xs = np.nonzero(square.hole)
+    offset = np.array([xs.mean() + x0 + 0.5 - centre[0], ys.mean() + y0 + 0.5 - centre[1]])
+    back = np.radians(degrees)  # turns the photo's axes back to the face's
+    cos, sin = np.cos(back), np.sin(back)
+    upright = np.array([cos * offset[0] - sin * offset[1], sin * offset[0] + cos * offset[1]])
+    return upright / side, square.crop
+
+
+def photo_io_buffer(image):
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    buffer.seek(0)
+    buffer.name = "photo"
+    return buffer
+
+
+@pytest.mark.parametrize("where", ["right edge", "top-left corner", "larger than the photo",
+                                   "turned 30 degrees", "turned -45 degrees"])
+def test_a_face_at_the_edge_or_turned_gets_its_hole_where_an_upright_inside_face_does(where):
+    """The square reaches beyond the photo (padded there) or turns with the head, so the
+    hole sits on the face as training's framing puts it, within 2 % of the side."""
+    reference, square = _hole_in_face(_placed((900, 700), (450, 350), 300, 0), (450, 350), 300, 0)
+    assert square[3] == 0 and 0.1 < reference[1] < 0.25  # below the face's middle: mouth, chin
+    photo_size, centre, side, degrees = {
+        "right edge": ((900, 700), (790, 350), 300, 0),
+        "top-left corner": ((900, 700), (60, 90), 300, 0),
+        "larger than the photo": ((300, 300), (150, 150), 420, 0),
+        "turned 30 degrees": ((900, 700), (450, 350), 300, 30),
+        "turned -45 degrees": ((900, 700), (450, 350), 300, -45),
+    }[where]
+    found, square = _hole_in_face(_placed(photo_size, centre, side, degrees), centre, side, degrees)
+    assert abs(square[3] + degrees) < 4  # the square turns with the eye line
+    assert np.all(np.abs(found - reference) < 0.02), (found, reference)
 
 
 def test_the_hole_lands_on_every_face_of_a_group_photo(trained_run, tmp_path, capsys):
@@ -122,7 +179,7 @@ def test_a_cmyk_photo_is_turned_to_rgb_through_its_profile(trained_run, tmp_path
         naive = np.asarray(source.convert("RGB"), np.int16)
     with Image.open(tmp_path / "out" / "print.png") as result:
         assert result.mode == "RGB"
-        assert result.info["icc_profile"] == inpaint.SRGB.tobytes()
+        assert result.info["icc_profile"] == photo_io.SRGB.tobytes()
         restored = np.asarray(result, np.int16)
     corner = (slice(0, 40), slice(0, 40))  # no face there: untouched context
     assert np.array_equal(restored[corner], managed[corner])

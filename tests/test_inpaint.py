@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+import model
 import run
 import synthetic_faces
-import tf_process
 
 
 def _photo(path, size=(600, 450), mode="RGB"):
@@ -64,10 +64,12 @@ def test_restores_a_600x450_photo_inside_the_hole_only(trained_run, tmp_path, ca
     changed = np.any(before != after, axis=-1)
     assert changed[hole].mean() > 0.9  # the hole is filled
     # outside the hole only the blend band may change: at the model's side, the band plus a
-    # model pixel the hole rounds out to and one of bilinear resampling, in photo pixels
+    # model pixel the hole rounds out to and up to two of bilinear resampling (the face's
+    # square reaches below the photo, so its pixels do not fall on the photo's), in photo
+    # pixels
     ys, xs = np.nonzero(changed & ~hole)
-    config = tf_process.load_config(trained_run)
-    band = (tf_process.band_pixels(config) + 2) * 450 / config.img_size
+    config = model.load_config(trained_run)
+    band = (model.band_pixels(config) + 3) * 450 / config.img_size
     assert len(ys) and ys.min() < BOX[1]  # the run feathers: the band is used
     if len(ys):
         assert ys.min() >= BOX[1] - band and ys.max() <= BOX[3] + band
@@ -182,7 +184,7 @@ def test_crop_names_the_square_the_model_sees(trained_run, tmp_path, capsys):
     ([], "exactly one of --mask"),
     (["--mask", "{small_mask}"], "a mask must have its photo's size"),
     (["--mask", "{text}"], "not a mask image"),
-    (["--mask", "{mask}", "--crop", "500,0,200"], "--crop 500,0,200: the square is not inside"),
+    (["--mask", "{mask}", "--crop", "700,0,200"], "--crop 700,0,200: the square does not overlap"),
     (["--mask", "{huge_mask}", "--crop", "center"], "at most 75%"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(trained_run, tmp_path, capsys, argv, message):
@@ -213,3 +215,71 @@ def test_no_trained_run_is_an_error(tmp_path, capsys):
                      str(photo), "--hole", "center"])
     err = capsys.readouterr().err
     assert code == 2 and "no trained run there" in err and "Traceback" not in err
+
+
+def test_photos_whose_outputs_would_share_a_file_keep_their_extensions(trained_run, tmp_path,
+                                                                        capsys):
+    """a.jpg and a.png are two photos; b_compare.png would be b.png's comparison."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _photo(folder / "a.jpg")
+    Image.open(_photo(folder / "a.png", size=(500, 450))).close()
+    _photo(folder / "b.png")
+    _photo(folder / "b_compare.png", size=(640, 480))
+    _photo(folder / "c.png")
+    code, out, err = _inpaint(capsys, trained_run, "--input", folder, "--hole", "center",
+                              "--output", tmp_path / "out")
+    assert code == 0, err
+    assert "5 photo(s) restored" in out
+    written = sorted(os.listdir(tmp_path / "out"))
+    assert written == sorted(["a_jpg.png", "a_jpg_compare.png", "a_png.png", "a_png_compare.png",
+                              "b_png.png", "b_png_compare.png", "b_compare_png.png",
+                              "b_compare_png_compare.png", "c.png", "c_compare.png"])
+    sizes = {name: Image.open(tmp_path / "out" / name).size for name in written
+             if "compare" not in name or name.startswith("b_compare_png.")}
+    assert sizes["a_jpg.png"] == (600, 450) and sizes["a_png.png"] == (500, 450)
+    assert sizes["b_compare_png.png"] == (640, 480)
+
+
+def _rim(size, box, band):
+    """Every pixel farther than `band` from the box: what must keep its value."""
+    keep = np.ones((size[1], size[0]), bool)
+    keep[max(0, box[1] - band):box[3] + band + 1, max(0, box[0] - band):box[2] + band + 1] = False
+    return keep
+
+
+@pytest.mark.parametrize("kind", ["16-bit grey", "RGBA", "transparent palette"])
+def test_every_value_outside_the_hole_and_its_band_is_kept_in_the_photos_own_mode(
+        trained_run, tmp_path, capsys, kind):
+    rng = np.random.default_rng(5)
+    size = (600, 450)
+    if kind == "16-bit grey":
+        pixels = rng.integers(0, 65536, (size[1], size[0]), dtype=np.uint16)
+        photo = Image.fromarray(pixels)
+    elif kind == "RGBA":
+        pixels = rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+        photo = Image.fromarray(pixels)
+    else:
+        photo = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), np.uint8)).quantize(64)
+        photo.info["transparency"] = 0  # palette entry 0 is transparent
+        pixels = np.asarray(photo.convert("RGBA"))
+        assert (pixels[..., 3] == 0).sum() > 1000
+    photo.save(tmp_path / "photo.png", **({"transparency": 0} if kind.startswith("transparent") else {}))
+    hole = _mask(tmp_path / "mask.png", size, BOX)
+    code, _, err = _inpaint(capsys, trained_run, "--input", tmp_path / "photo.png", "--mask",
+                            tmp_path / "mask.png", "--crop", "center", "--no-poisson",
+                            "--output", tmp_path / "out")
+    assert code == 0, err
+    result = Image.open(tmp_path / "out" / "photo.png")
+    after = np.asarray(result)
+    band = 3 * 450 // 32  # the feathered band (1 pixel at 32) with its resampling, in the photo
+    keep = _rim(size, BOX, band)
+    assert result.mode == {"16-bit grey": "I;16", "RGBA": "RGBA",
+                           "transparent palette": "RGBA"}[kind]
+    assert np.array_equal(after[keep], pixels[keep])
+    changed = after[hole] != pixels[hole]
+    assert changed.mean() > 0.5
+    if kind == "16-bit grey":
+        assert len(np.unique(after[keep])) > 60000  # not 256 levels
+    else:
+        assert np.array_equal(after[..., 3], pixels[..., 3])  # the alpha is never touched

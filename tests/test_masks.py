@@ -1,11 +1,11 @@
 import numpy as np
 
-import datamanager
+import holes
 
 
 def test_center_mask_at_128_is_the_42_square_at_43():
-    assert datamanager.center_box(128) == (43, 43, 42)
-    mask = datamanager.make_masks("center", 2, 128, [0, 0]).numpy()
+    assert holes.center_box(128) == (43, 43, 42)
+    mask = holes.make_masks("center", 2, 128, [0, 0]).numpy()
     assert mask.shape == (2, 128, 128, 1)
     rows, cols = np.nonzero(mask[0, ..., 0])
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (43, 84, 43, 84)
@@ -15,7 +15,7 @@ def test_center_mask_at_128_is_the_42_square_at_43():
 
 def test_random_masks_are_one_box_per_image_within_bounds():
     size = 128
-    masks = datamanager.make_masks("random", 400, size, [3, 4]).numpy()[..., 0]
+    masks = holes.make_masks("random", 400, size, [3, 4]).numpy()[..., 0]
     tops, heights, widths = [], [], []
     for mask in masks:
         rows, cols = np.nonzero(mask)
@@ -30,15 +30,15 @@ def test_random_masks_are_one_box_per_image_within_bounds():
 
 
 def test_random_masks_are_reproducible_for_a_seed():
-    a = datamanager.make_masks("random", 8, 64, [1, 2]).numpy()
-    b = datamanager.make_masks("random", 8, 64, [1, 2]).numpy()
-    c = datamanager.make_masks("random", 8, 64, [1, 3]).numpy()
+    a = holes.make_masks("random", 8, 64, [1, 2]).numpy()
+    b = holes.make_masks("random", 8, 64, [1, 2]).numpy()
+    c = holes.make_masks("random", 8, 64, [1, 3]).numpy()
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
 def test_facemask_covers_the_lower_face_from_nose_to_chin():
     size = 128
-    mask = datamanager.make_masks("facemask", 1, size, [0, 0]).numpy()[0, ..., 0]
+    mask = holes.make_masks("facemask", 1, size, [0, 0]).numpy()[0, ..., 0]
     rows, cols = np.nonzero(mask)
     # nose bridge to chin, cheek to cheek, and nothing above the eyes' line
     assert 0.45 * size <= rows.min() <= 0.5 * size and 0.8 * size <= rows.max() <= 0.88 * size
@@ -53,10 +53,10 @@ def test_facemask_covers_the_lower_face_from_nose_to_chin():
 
 def test_mixed_masks_are_half_centred_a_quarter_facemasks_and_the_rest_random_boxes():
     size, batch = 64, 400
-    mixed = datamanager.make_masks("mixed", batch, size, [3, 4]).numpy()
-    boxes = datamanager.make_masks("random", batch, size, [3, 4]).numpy()
-    face = datamanager.make_masks("facemask", 1, size, [0, 0]).numpy()[0]
-    centre = datamanager.make_masks("center", 1, size, [0, 0]).numpy()[0]
+    mixed = holes.make_masks("mixed", batch, size, [3, 4]).numpy()
+    boxes = holes.make_masks("random", batch, size, [3, 4]).numpy()
+    face = holes.make_masks("facemask", 1, size, [0, 0]).numpy()[0]
+    centre = holes.make_masks("center", 1, size, [0, 0]).numpy()[0]
     is_face = np.all(mixed == face, axis=(1, 2, 3))
     is_centre = np.all(mixed == centre, axis=(1, 2, 3))
     is_box = ~is_face & ~is_centre
@@ -66,4 +66,4 @@ def test_mixed_masks_are_half_centred_a_quarter_facemasks_and_the_rest_random_bo
     # 170..230 the odds are below 1 in 1,000
     assert 70 <= is_face.sum() <= 130 and 170 <= is_centre.sum() <= 230
     assert 70 <= is_box.sum() <= 130
-    assert np.array_equal(mixed, datamanager.make_masks("mixed", batch, size, [3, 4]).numpy())
+    assert np.array_equal(mixed, holes.make_masks("mixed", batch, size, [3, 4]).numpy())

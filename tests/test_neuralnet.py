@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 from conftest import with_bfloat16_kernels
 
+import model
 import neuralnet
 import run
 import tf_process
@@ -117,12 +118,12 @@ def test_the_documented_original_recipe_builds_the_original_networks():
             config.feather, config.spectral_norm, config.d_shift) == (
                 "whole", "transpose", False, 0, False, False, 0)
     assert (config.lr, config.batch, config.epoch, config.adv_weight) == (1e-4, 64, 20, 1.0)
-    assert tf_process.build_generator(config).count_params() == 3_607_331
+    assert model.build_generator(config).count_params() == 3_607_331
     assert tf_process.build_discriminator(config).count_params() == 1_478_033
 
 
 def test_quarter_discriminator_is_the_original_at_a_quarter_of_the_resolution():
-    quarter = tf_process.build_discriminator(tf_process.TrainConfig(spectral_norm=False))
+    quarter = tf_process.build_discriminator(model.TrainConfig(spectral_norm=False))
     assert quarter.count_params() == 1_478_033
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in quarter.layers}
     assert shapes["d_mean2"] == (32, 32, 3) and shapes["d_enc6_conv2"] == (4, 4, 256)

@@ -342,3 +342,102 @@ def test_thirty_strokes_on_a_12_megapixel_photo_keep_the_tab_small(server, brows
     page.close()
     assert strokes < 200e6, strokes
     assert snapshots > 1e9, snapshots  # the measure sees what the old undo kept
+
+
+# Holds createImageBitmap for the files (or thumbnails) named, so that a step the page waits
+# for finishes after the next one starts, whatever this machine's speed.
+SLOW_DECODE = """() => {
+    const decode = window.createImageBitmap.bind(window);
+    window.slowDecodes = 0;
+    window.createImageBitmap = async (source, ...options) => {
+        const thumbnail = options[0] && options[0].resizeHeight;
+        if ((source.name || "").startsWith("slow") || (thumbnail && window.slowThumbnails)) {
+            window.slowDecodes += 1;
+            await new Promise((resolve) => setTimeout(resolve, 2000));
+        }
+        return decode(source, ...options);
+    };
+}"""
+
+
+def test_a_slow_photo_then_a_fast_one_leaves_the_fast_one_with_its_faces(server, browser,
+                                                                         tmp_path):
+    from playwright.sync_api import expect
+    url, _ = server
+    _, chromium = browser
+    slow = scene(tmp_path / "slow.jpg", (1600, 1200), (500, 300, 600))
+    fast = tmp_path / "fast.png"
+    Image.open(scene(tmp_path / "fast.jpg", (640, 480), (160, 80, 320))).save(fast)
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.add_init_script(f"({SLOW_DECODE})()")
+    page.goto(url)
+    expect(page.locator("#run")).to_contain_text("epoch 2 of 2")
+    page.set_input_files("#photo-file", str(slow))
+    page.wait_for_function("window.slowDecodes === 1")
+    page.set_input_files("#photo-file", str(fast))
+    expect(page.locator("#status")).to_contain_text("fast: 640x480. 1 face found", timeout=60000)
+    page.wait_for_timeout(3000)  # the slow photo's decode has ended by now
+    assert page.evaluate("document.getElementById('photo-canvas').width") == 640
+    expect(page.locator("#status")).to_contain_text("fast: 640x480. 1 face found")
+    assert errors == []
+    page.close()
+
+
+def test_a_photo_opened_while_a_thumbnail_is_made_starts_a_clean_strip(server, browser,
+                                                                        tmp_path):
+    from playwright.sync_api import expect
+    url, _ = server
+    _, chromium = browser
+    first = scene(tmp_path / "first.jpg", (640, 480), (160, 80, 320))
+    second = scene(tmp_path / "second.jpg", (640, 480), (200, 100, 300))
+    page = chromium.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.add_init_script(f"({SLOW_DECODE})()")
+    open_photo(page, url, first)
+    preset(page, "center")
+    page.evaluate("window.slowThumbnails = true")
+    page.click("#restore")
+    page.wait_for_function("window.slowDecodes === 1", timeout=60000)  # its thumbnail is made
+    page.set_input_files("#photo-file", str(second))
+    expect(page.locator("#status")).to_contain_text("Paint over what is hidden", timeout=60000)
+    page.evaluate("window.slowThumbnails = false")
+    page.wait_for_timeout(2500)  # the first result's thumbnail is done now, and dropped
+    expect(page.locator("#history li")).to_have_count(0)
+    preset(page, "center")
+    page.click("#restore")
+    expect(page.locator("#history li")).to_have_count(1, timeout=60000)
+    expect(page.locator("#result-caption")).to_contain_text("1 of 1: the model")
+    assert page.locator("#download").get_attribute("download") == "second_restored.png"
+    assert errors == []
+    page.close()
+
+
+def test_the_strip_keeps_the_latest_results_and_space_is_left_to_focused_controls(
+        server, browser, tmp_path):
+    from playwright.sync_api import expect
+    url, _ = server
+    _, chromium = browser
+    photo = scene(tmp_path / "face.jpg", (640, 480), (160, 80, 320))
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    open_photo(page, url, photo)
+    preset(page, "center")
+    page.check("input[name=fill][value=telea]")  # no model: quick
+    keep = page.evaluate("import('/static/history.js').then((h) => h.MAX_RESULTS)")
+    for made in range(1, keep + 2):
+        page.click("#restore")
+        expect(page.locator("#result-caption")).to_contain_text(f"{made} of {made}:",
+                                                               timeout=60000)
+    expect(page.locator("#history li")).to_have_count(keep)  # the first left the strip
+    page.locator("#history li button").first.click()
+    expect(page.locator("#result-caption")).to_contain_text(f"2 of {keep + 1}:")
+
+    page.check("input[name=fill][value=model]")
+    poisson = page.locator("#poisson")
+    before = poisson.is_checked()
+    poisson.focus()
+    page.keyboard.press(" ")  # ticks the focused checkbox; the page does not take it to pan
+    assert poisson.is_checked() != before
+    page.close()

@@ -6,13 +6,17 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import no_gpu
 
 import datamanager
+import holes
+import model
 import outputs
 import run
+import run_folder
 import tf_process
 
-CONFIG = tf_process.TrainConfig(img_size=32)
+CONFIG = model.TrainConfig(img_size=32)
 BATCH = 4
 # float16 keeps 11 significant bits: the first step's losses (the same weights, before any
 # update) agree with float32's to well within 1 %; measured 5e-7 to 1e-5 relative on a Xeon.
@@ -25,7 +29,7 @@ XLA_TOLERANCE = 1e-3
 def _batches(count):
     rng = np.random.default_rng(0)
     return [(tf.constant(rng.integers(0, 256, (BATCH, 32, 32, 3)), tf.uint8),
-             datamanager.make_masks("mixed", BATCH, 32, [0, i])) for i in range(count)]
+             holes.make_masks("mixed", BATCH, 32, [0, i])) for i in range(count)]
 
 
 def _train_steps(policy, weights, batches):
@@ -33,7 +37,7 @@ def _train_steps(policy, weights, batches):
     generator, for models built under `policy` from the given weights."""
     tf.keras.mixed_precision.set_global_policy(policy)
     try:
-        generator = tf_process.build_generator(CONFIG)
+        generator = model.build_generator(CONFIG)
         discriminator = tf_process.build_discriminator(CONFIG)
         generator.set_weights(weights[0])
         discriminator.set_weights(weights[1])
@@ -61,7 +65,7 @@ def _train_steps(policy, weights, batches):
 
 def _initial_weights():
     tf.keras.utils.set_random_seed(0)
-    return (tf_process.build_generator(CONFIG).get_weights(),
+    return (model.build_generator(CONFIG).get_weights(),
             tf_process.build_discriminator(CONFIG).get_weights())
 
 
@@ -89,16 +93,16 @@ def test_a_short_run_under_mixed_float16_trains_checkpoints_and_tests(tmp_path):
     out = str(tmp_path)
     images = datamanager.prepare_images(os.path.join(out, "cache"), 32, n_synthetic=24)
     train_idx, test_idx = datamanager.split(images.count, 0.25)
-    config = tf_process.TrainConfig(img_size=32, epoch=1, batch=BATCH)
+    config = model.TrainConfig(img_size=32, epoch=1, batch=BATCH)
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        generator = tf_process.build_generator(config)
+        generator = model.build_generator(config)
         tf_process.train(config, out, images, train_idx, test_idx, generator,
                          tf_process.build_discriminator(config), tf.distribute.get_strategy())
         result = tf_process.test(config, out, images, test_idx, generator)
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
-    steps = outputs.read_csv(os.path.join(out, "train_loss.csv"))
+    steps = run_folder.read_csv(os.path.join(out, "train_loss.csv"))
     assert len(steps) == len(train_idx) // BATCH
     assert all(np.isfinite(row[k]) for row in steps for k in outputs.LOSS_NAMES)
     variables = dict(tf.train.list_variables(tf.train.latest_checkpoint(
@@ -113,7 +117,7 @@ def test_xla_trains_the_same_losses_as_the_uncompiled_step(face_folder, tmp_path
         assert run.main(["--data_dir", face_folder, "--out_dir", out, "--mode", "train",
                          "--epoch", "1", "--img_size", "32", "--batch", "4", "--lr", "1e-3",
                          "--test_ratio", "0.25", "--no-mixed_precision", *flags]) == 0
-        return outputs.read_csv(os.path.join(out, "train_loss.csv"))
+        return run_folder.read_csv(os.path.join(out, "train_loss.csv"))
     plain, compiled = losses(), losses("--xla")
     assert len(compiled) == len(plain) == 6
     for a, b in zip(plain, compiled):
@@ -121,6 +125,7 @@ def test_xla_trains_the_same_losses_as_the_uncompiled_step(face_folder, tmp_path
             assert b[name] == pytest.approx(a[name], rel=XLA_TOLERANCE), (a["step"], name)
 
 
+@no_gpu
 def test_gpus_on_a_machine_without_one_is_one_line_and_exit_2(tmp_path, capsys):
     code = run.main(["--out_dir", str(tmp_path), "--n_synthetic", "8", "--img_size", "32",
                      "--gpus", "0"])

@@ -17,6 +17,7 @@ from test_page import wait_for_hole
 
 import datamanager
 import faces
+import model
 import references
 import synthetic_faces
 
@@ -102,12 +103,12 @@ def test_a_run_records_what_it_was_trained_on(builtin_run, trained_run):
     with open(os.path.join(builtin_run, "config.json")) as f:
         data = json.load(f)["data"]
     assert data == {"source": "built-in", "images": 24, "seed": 0, "grey": False}
-    assert "drawn faces" in datamanager.real_faces_advice(data)
+    assert "drawn faces" in model.real_faces_advice(data)
     with open(os.path.join(trained_run, "config.json")) as f:
         data = json.load(f)["data"]
     assert data["source"] == "folder" and data["files"] == data["read"] == data["images"] == 36
     assert data["crop"] == "centre squares" and data["unreadable"] == 0
-    assert datamanager.real_faces_advice(data) is None
+    assert model.real_faces_advice(data) is None
 
 
 def grey_face():

@@ -15,6 +15,7 @@ import datamanager
 import losses
 import outputs
 import run
+import run_folder
 import synthetic_faces
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -236,13 +237,13 @@ def test_resume_gives_the_same_weights_as_one_long_run(face_folder, straight_run
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5, err_msg=name)
     # the history continues instead of restarting
-    rows = outputs.read_csv(os.path.join(split, "metrics.csv"))
+    rows = run_folder.read_csv(os.path.join(split, "metrics.csv"))
     assert [r["epoch"] for r in rows] == [1, 2]
     # the rewrite on resume keeps counts as integers
     with open(os.path.join(split, "metrics.csv")) as f:
         assert [line.split(",")[:2] for line in f.read().splitlines()[1:]] == [["1", "6"],
                                                                             ["2", "12"]]
-    steps = [r["step"] for r in outputs.read_csv(os.path.join(split, "train_loss.csv"))]
+    steps = [r["step"] for r in run_folder.read_csv(os.path.join(split, "train_loss.csv"))]
     assert steps == list(range(1, 2 * (27 // 4) + 1))
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import outputs
 import run
 import run_folder
 
@@ -28,9 +27,9 @@ def _error_line(err):
 def _steps_and_losses(out):
     """What two runs of the same command must share: every step's losses, every epoch's row
     (less its timings)."""
-    steps = outputs.read_csv(os.path.join(out, "train_loss.csv"))
+    steps = run_folder.read_csv(os.path.join(out, "train_loss.csv"))
     epochs = [{k: v for k, v in row.items() if k not in ("train_seconds", "images_per_second")}
-              for row in outputs.read_csv(os.path.join(out, "metrics.csv"))]
+              for row in run_folder.read_csv(os.path.join(out, "metrics.csv"))]
     return steps, epochs
 
 
@@ -108,7 +107,10 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_a_torn_last_csv_line_is_dropped(tmp_path):
     path = tmp_path / "train_loss.csv"
     path.write_text("step,epoch,rec\r\n1,1,2.5\r\n2,1,2.")
-    assert outputs.read_csv(str(path)) == [{"step": 1.0, "epoch": 1.0, "rec": 2.5}]
+    [row] = run_folder.read_csv(str(path))
+    assert row == {"step": 1, "epoch": 1, "rec": 2.5}
+    # counts stay integers (1 == 1.0 would hide it): a resumed run rewrites "epoch" as 1
+    assert [type(row[k]) for k in ("step", "epoch", "rec")] == [int, int, float]
 
 
 # ----------------------------------------------------------------------------- a full disk

@@ -21,8 +21,10 @@ import requests
 from conftest import ROOT, start_server, stop_server
 from PIL import Image
 
-import outputs
+import faces
+import photo_io
 import run
+import run_folder
 import serve
 import synthetic_faces
 
@@ -46,7 +48,7 @@ def mask_png(box, size=PHOTO_SIZE):
     mask = np.zeros((size[1], size[0]), np.uint8)
     left, top, right, bottom = box
     mask[top:bottom, left:right] = 255
-    return outputs.encode_png(Image.fromarray(mask))
+    return photo_io.encode_png(Image.fromarray(mask))
 
 
 HOLE = (80, 70, 130, 110)
@@ -83,7 +85,7 @@ def test_a_restoration_is_byte_identical_to_mode_inpaint(server, photo, trained_
 def test_the_run_reports_its_checkpoint_and_scores(server, trained_run):
     url, _ = server
     info = requests.get(f"{url}/api/run", timeout=30).json()
-    last = outputs.read_csv(os.path.join(trained_run, "metrics.csv"))[-1]
+    last = run_folder.read_csv(os.path.join(trained_run, "metrics.csv"))[-1]
     assert (info["epoch"], info["epochs"], info["img_size"]) == (2, 2, 32)
     assert info["run"] == os.path.basename(trained_run)  # its name, not where it lies
     assert os.sep not in json.dumps(info)
@@ -121,8 +123,8 @@ BAD_REQUESTS = {
     "a hole over most of the square": (lambda p: {"mask": mask_png((25, 0, 175, 150)),
                                                   "crop": "25,0,150"}, 400,
                                        "at most 75%"),
-    "a square outside the photo": (lambda p: {"mask": mask_png(HOLE), "crop": "100,0,150"}, 400,
-                                   "not inside"),
+    "a square outside the photo": (lambda p: {"mask": mask_png(HOLE), "crop": "300,0,150"}, 400,
+                                   "does not overlap the photo"),
     "a crop that is not three numbers": (lambda p: {"mask": mask_png(HOLE), "crop": "a,b"}, 400,
                                          "LEFT,TOP,SIDE"),
     "mask and hole both": (lambda p: {"mask": mask_png(HOLE), "hole": "center"}, 400,
@@ -169,12 +171,16 @@ def test_the_faces_are_found_and_framed(server, photo):
     found = answer.json()
     assert (found["width"], found["height"]) == PHOTO_SIZE and len(found["faces"]) == 1
     face = found["faces"][0]
-    left, top, side = face["square"]
-    assert 0 <= left and left + side <= 200 and 0 <= top and top + side <= 150 and side > 90
+    left, top, side, angle = face["square"]
     (left_eye_x, eye_y), (right_eye_x, _) = (face["landmarks"]["left_eye"],
                                              face["landmarks"]["right_eye"])
     assert 25 + 150 * 0.3 < left_eye_x < right_eye_x < 25 + 150 * 0.7  # the face's own eyes
     assert 150 * 0.3 < eye_y < 150 * 0.5 and face["confidence"] > 0.8
+    # the square puts the eyes where training had them, even where it overhangs the photo
+    framing = faces.STANDARD
+    assert angle == 0 and side > 90
+    assert abs((left_eye_x + right_eye_x) / 2 - left - framing.eye_x * side) < 0.02 * side
+    assert abs(eye_y - top - framing.eye_y * side) < 0.02 * side
     answer = requests.post(f"{url}/api/faces", files={"photo": b"text"}, timeout=60)
     assert answer.status_code == 400 and "photo: not a photo" in answer.json()["error"]
 
@@ -272,20 +278,36 @@ def test_memory_stays_flat_over_many_requests(server, photo):
     assert memory.memory_info().rss < 1.10 * after_20
 
 
-def test_a_newer_checkpoint_is_picked_up_while_the_run_trains(trained_run, face_folder, tmp_path,
-                                                              monkeypatch):
+def test_serving_while_the_run_trains_follows_its_checkpoints(trained_run, face_folder, tmp_path,
+                                                              photo, monkeypatch, capsys):
+    """The trainer saves a checkpoint an epoch and deletes the fourth-newest while the server
+    looks for a newer one every 10 ms and restores photos: it moves on to each, never
+    fails a restoration, and a checkpoint deleted while it is read is simply looked for
+    again."""
     out = str(tmp_path / "run")
     shutil.copytree(trained_run, out)
-    model = serve.Model(out)
-    before = model.run_info()
-    assert before["epoch"] == 2
-    assert run.main(["--data_dir", face_folder, "--out_dir", out, "--mode", "train", "--resume",
-                     "--epoch", "3", "--img_size", "32", "--batch", "4", "--lr", "1e-3",
-                     "--test_ratio", "0.25", "--train_mask", "center"]) == 0
-    monkeypatch.setattr(serve, "CHECK_EVERY", 0.0)
-    after = model.run_info()
-    assert after["epoch"] == 3 and after["step"] > before["step"]
-    assert after["metrics_epoch"] == 3
+    monkeypatch.setattr(serve, "CHECK_EVERY", 0.01)
+    served = serve.Model(out)
+    assert served.run_info()["epoch"] == 2
+    trainer = subprocess.Popen(
+        [sys.executable, "run.py", "--data_dir", face_folder, "--out_dir", out, "--mode", "train",
+         "--resume", "--epoch", "7", "--img_size", "32", "--batch", "4", "--lr", "1e-3",
+         "--test_ratio", "0.25", "--train_mask", "center"], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    data, mask, epochs = photo.read_bytes(), mask_png(HOLE), set()
+    while trainer.poll() is None:
+        png, epoch, *_ = served.inpaint(data, mask, None, [(25, 0, 150, 0.0)], False)
+        assert png[:4] == b"\x89PNG"
+        epochs.add(epoch)
+    assert trainer.returncode == 0, trainer.stderr.read()
+    for _ in range(100):
+        if served.run_info()["epoch"] == 7:
+            break
+        time.sleep(0.05)
+    info = served.run_info()
+    assert info["epoch"] == 7 and info["metrics_epoch"] == 7
+    assert len(epochs) >= 3  # restorations were made with the weights of several epochs
+    assert "warning" not in capsys.readouterr().out
 
 
 def test_a_busy_port_and_a_folder_with_no_run_are_one_line_and_exit_2(trained_run, tmp_path,

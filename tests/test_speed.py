@@ -4,7 +4,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import no_gpu
 
+import datamanager
 import outputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +26,7 @@ def test_onednn_is_on_unless_the_user_said_otherwise(user_value, expected):
 @pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (45, "45 s"), (790, "13 min 10 s"),
                                            (7500, "2 h 5 min")])
 def test_duration(seconds, text):
-    assert outputs.duration(seconds) == text
+    assert datamanager.duration(seconds) == text
 
 
 def test_estimate_of_a_run_within_the_budget():
@@ -90,6 +92,7 @@ def test_the_epochs_left_are_timed_with_their_evaluations_once():
     assert "the 1 epoch left end in about 20 s" in outputs.overhead_line(84.0, 32, 42, 3, 1, 4.0)
 
 
+@no_gpu
 @pytest.mark.parametrize("env", [{"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}])
 def test_no_bfloat16_where_onednn_cannot_run_it(env):
     """oneDNN limited to AVX2 has no bfloat16 convolutions, and TensorFlow's own kernels

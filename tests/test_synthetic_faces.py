@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-import datamanager
+import holes
 import synthetic_faces
 
 
@@ -14,7 +14,7 @@ def test_synthetic_faces_are_deterministic_and_varied():
     assert np.array_equal(a, synthetic_faces.synthetic_face(0, 5, 64))
     assert not np.array_equal(a, synthetic_faces.synthetic_face(1, 5, 64))
     faces = np.stack([synthetic_faces.synthetic_face(0, i, 64) for i in range(30)]).astype(float)
-    top, left, side = datamanager.center_box(64)
+    top, left, side = holes.center_box(64)
     centres = faces[:, top:top + side, left:left + side]
     # the hidden centre differs from face to face: no single template fills it
     assert centres.std(axis=0).mean() > 20

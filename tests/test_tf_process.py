@@ -14,7 +14,9 @@ from conftest import with_bfloat16_kernels
 from PIL import Image
 
 import datamanager
+import holes
 import losses
+import model
 import neuralnet
 import run
 import synthetic_faces
@@ -41,10 +43,10 @@ def test_two_epoch_run_writes_every_output(trained_run):
     with Image.open(os.path.join(out, "test", tests[0])) as picture:
         assert picture.size == (3 * 32, 32)
         panels = np.asarray(picture).reshape(32, 3, 32, 3).transpose(1, 0, 2, 3)
-    top, left, side = datamanager.center_box(32)
+    top, left, side = holes.center_box(32)
     hole = (slice(top, top + side), slice(left, left + side))
     assert panels[1][hole].max() == 0  # masked panel: hole blacked out
-    band = tf_process.band_pixels(tf_process.load_config(out))
+    band = model.band_pixels(model.load_config(out))
     # the composite keeps the context beyond the blend band
     assert np.array_equal(panels[0][:top - band], panels[2][:top - band])
     metrics = _rows(os.path.join(out, "metrics.csv"))
@@ -77,15 +79,15 @@ def test_reconstruction_loss_goes_down(trained_run):
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(trained_run):
-    config = tf_process.load_config(trained_run)
-    first = tf_process.build_generator(config)
-    second = tf_process.build_generator(config)
+    config = model.load_config(trained_run)
+    first = model.build_generator(config)
+    second = model.build_generator(config)
     x = tf.random.uniform([2, 32, 32, first.input_shape[-1]], seed=1)
     checkpoint = tf.train.latest_checkpoint(os.path.join(trained_run, "checkpoints"))
     tf.train.Checkpoint(generator=first).restore(checkpoint).expect_partial()
     tf.train.Checkpoint(generator=second).restore(checkpoint).expect_partial()
     assert np.array_equal(first(x).numpy(), second(x).numpy())
-    assert not np.array_equal(first(x).numpy(), tf_process.build_generator(config)(x).numpy())
+    assert not np.array_equal(first(x).numpy(), model.build_generator(config)(x).numpy())
 
 
 @pytest.mark.parametrize("fake_logit, expected", [(0.0, np.log(2.0)), (20.0, 0.0)])
@@ -103,15 +105,15 @@ def test_translate_moves_the_picture_and_mirrors_what_it_uncovers():
     np.testing.assert_array_equal(moved[:, 2:, :4], image[:, :4, 2:])
     mirrored_rows, mirrored_columns = [2, 1], [2, 3, 4, 5, 4, 3]
     np.testing.assert_array_equal(moved[:, :2], image.numpy()[:, mirrored_rows][:, :, mirrored_columns])
-    assert tf_process.shift_pixels(tf_process.TrainConfig()) == 4
-    assert tf_process.shift_pixels(tf_process.TrainConfig(img_size=32)) == 1
+    assert tf_process.shift_pixels(model.TrainConfig()) == 4
+    assert tf_process.shift_pixels(model.TrainConfig(img_size=32)) == 1
 
 
 def test_train_step_is_traced_once_across_epochs(face_folder, tmp_path):
     images = datamanager.prepare_images(str(tmp_path), 32, data_dir=face_folder)
     train, _ = datamanager.split(images.count, 0.25)
-    config = tf_process.TrainConfig(img_size=32)
-    generator = tf_process.build_generator(config)
+    config = model.TrainConfig(img_size=32)
+    generator = model.build_generator(config)
     discriminator = tf_process.build_discriminator(config)
     ema = tf_process.make_ema_generator(generator)
     optimizers = [tf_process.make_optimizer(m, config.lr, config.beta1, config.beta2)
@@ -155,6 +157,29 @@ def test_a_run_trained_with_the_pruned_patch_discriminator_still_tests(trained_r
         assert json.load(f)["images"] == 9
 
 
+def test_test_mode_tests_the_recorded_split_and_refuses_another(trained_run, face_folder,
+                                                                 tmp_path, capsys):
+    """trained_run was split with --test_ratio 0.25: 9 of its 36 faces are held out."""
+    out = tmp_path / "copy"
+    shutil.copytree(trained_run, out)
+    split = json.loads((out / "config.json").read_text())["split"]
+    assert split == {"data_dir": os.path.abspath(face_folder), "limit": None, "n_synthetic": 1500,
+                     "seed": 0, "align_faces": False, "test_ratio": 0.25, "images": 36}
+    (out / "test" / "99999999.png").write_bytes(b"an earlier test's extra picture")
+    assert run.main(["--out_dir", str(out), "--mode", "test", "--batch", "16"]) == 0
+    with open(out / "test_metrics.json") as f:
+        assert json.load(f)["images"] == 9
+    assert sorted(os.listdir(out / "test")) == [f"{i:08d}.png" for i in range(9)]
+    capsys.readouterr()
+    refused = {"--test_ratio": ("0.1", "0.25"), "--n_synthetic": ("40", "1500"),
+               "--data_dir": (str(tmp_path), face_folder)}
+    for flag, (given, recorded) in refused.items():
+        flags, said = [flag, given], f"{flag} {given}: this run was split with {flag} {recorded}"
+        assert run.main(["--out_dir", str(out), "--mode", "test", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err, err
+
+
 def test_console_written_to_a_file_is_plain(tmp_path):
     log = tmp_path / "log"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
@@ -178,7 +203,7 @@ def test_every_lever_trains_under_mixed_precision():
 
 def check_every_lever_under_bfloat16():
     for discriminator in neuralnet.DISCRIMINATORS:
-        check_levers_under_bfloat16(tf_process.TrainConfig(
+        check_levers_under_bfloat16(model.TrainConfig(
             img_size=32, upsample="reduce", mask_channel=True, band=4, feather=True,
             discriminator=discriminator, spectral_norm=True))
 
@@ -186,7 +211,7 @@ def check_every_lever_under_bfloat16():
 def check_levers_under_bfloat16(config):
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        generator = tf_process.build_generator(config)
+        generator = model.build_generator(config)
         discriminator = tf_process.build_discriminator(config)
         optimizers = [tf_process.make_optimizer(m, 1e-3, 0.9, 0.999)
                       for m in (generator, discriminator)]
@@ -196,7 +221,7 @@ def check_levers_under_bfloat16(config):
             ema_generator=tf_process.make_ema_generator(generator), global_batch=4,
             strategy=tf.distribute.get_strategy())
         images = tf.constant(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)), tf.uint8)
-        losses_ = step(images, datamanager.make_masks("random", 4, 32, [0, 1]))
+        losses_ = step(images, holes.make_masks("random", 4, 32, [0, 1]))
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
     assert all(np.isfinite(float(v)) for v in losses_.values())

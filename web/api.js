@@ -26,7 +26,8 @@ export async function runInfo() {
   return (await call("/api/run")).json();
 }
 
-// The square framing each face in the photo, [left, top, side] in photo pixels.
+// The square framing each face in the photo, [left, top, side, degrees] in photo pixels: it
+// may reach beyond the photo, and turns with a tilted head.
 export async function findFaces(file, signal) {
   const form = new FormData();
   form.append("photo", file, file.name || "photo");
@@ -44,7 +45,8 @@ export async function inpaint({ photo, name, mask, squares, poisson, fill, ticke
   const form = new FormData();
   form.append("photo", photo, name);
   form.append("mask", mask, "mask.png");
-  form.append("crop", squares.map((s) => `${s.left},${s.top},${s.side}`).join(";"));
+  form.append("crop", squares.map((s) => [s.left, s.top, s.side, ...(s.angle ? [s.angle] : [])]
+    .join(",")).join(";"));
   form.append("poisson", String(poisson));
   form.append("fill", fill);
   form.append("ticket", ticket);

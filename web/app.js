@@ -40,9 +40,12 @@ async function loadRun() {
 // ------------------------------------------------------------------ requests in flight
 
 // Opening a photo cancels everything about the one before; starting a restoration cancels
-// the one running. A cancelled request's late answer is never shown.
+// the one running. A cancelled request's late answer is never shown. Every step that waits
+// (a decode, a face search, a preset's fetch, a mask's decode) checks afterwards that its
+// photo is still the current one: `opened` counts the photos opened.
 let facesRequest = null;
 let restoration = null; // {controller, timer}
+let opened = 0;
 
 function cancelRestoration() {
   if (!restoration) return;
@@ -56,14 +59,17 @@ function cancelRestoration() {
 
 async function openPhoto(file) {
   if (!file) return;
+  const mine = ++opened; // a photo opened after this one, even one decoded sooner, wins
   let bitmap;
   try {
     bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
   } catch {
+    if (mine !== opened) return;
     showError(`${file.name || "the pasted file"}: not an image the browser can open; ` +
               "choose a JPEG, PNG or WebP photo");
     return;
   }
+  if (mine !== opened) return bitmap.close();
   cancelRestoration();
   facesRequest?.abort();
   showError("");
@@ -84,7 +90,7 @@ async function openPhoto(file) {
     if (error.name === "AbortError") return; // another photo was opened meanwhile
     showError(`Finding faces failed (${error.message}); the model sees the centred square`);
   }
-  if (controller !== facesRequest) return;
+  if (controller !== facesRequest || mine !== opened) return;
   facesRequest = null;
   if (found.length) editor.setSquares(found);
   setStatus(`${name}: ${width}x${height}. ` +
@@ -120,9 +126,11 @@ const HOLE_NAMES = { center: "Centre square", facemask: "Surgical mask" };
 // The training hole on every square: each face found gets it.
 async function preset(kind) {
   if (!editor.hasPhoto()) return showError("Open a photo first");
+  const mine = opened;
   try {
     const picture = await api.hole(kind);
-    const boxes = editor.squaresInEffect().map((s) => [s.left, s.top, s.side, s.side]);
+    if (mine !== opened) return; // the hole was for the photo before this one
+    const boxes = editor.squaresInEffect().map((s) => [s.left, s.top, s.side, s.side, s.angle]);
     await editor.addPicture(picture, boxes, HOLE_NAMES[kind]);
     showError("");
   } catch (error) {
@@ -136,14 +144,17 @@ $("mask-file").addEventListener("change", async (event) => {
   if (!file) return;
   if (!editor.hasPhoto()) return showError("Open a photo first, then its mask");
   const { width, height } = editor.photo;
+  const mine = opened;
   let size;
   try {
     const image = await createImageBitmap(file);
     size = [image.width, image.height];
     image.close();
   } catch {
+    if (mine !== opened) return;
     return showError(`${file.name}: not an image the browser can open; give a PNG, white = hole`);
   }
+  if (mine !== opened) return; // the mask was for the photo before this one
   if (size[0] !== width || size[1] !== height) {
     return showError(`${file.name}: the mask is ${size[0]}x${size[1]} but the photo is ` +
                      `${width}x${height}; a mask must have its photo's size`);
@@ -195,7 +206,7 @@ async function restore() {
     const caption = `${made}, ${hole}, ` +
       `${count} square${count === 1 ? "" : "s"} (side ${sides.join(", ")}); ` +
       `${seconds.toFixed(2)} s${checkpoint}`;
-    const number = document.querySelectorAll("#history li").length + 1;
+    const number = history.count() + 1;
     const suffix = fill === "telea" ? "telea" : "restored";
     await history.add({ blob: answer.blob, before: file, caption,
                         fileName: `${name}_${suffix}${number > 1 ? `_${number}` : ""}.png` });
@@ -246,8 +257,13 @@ document.addEventListener("click", (event) => {
   if (button && !button.disabled && !button.hidden) actions[button.dataset.action](button);
 });
 
+// Controls keep their own keys: Space presses a focused button or ticks a focused checkbox.
+const OWN_KEYS = "input[type=text], textarea";
+const OWN_SPACE = "button, input, select, a[href], summary";
+
 document.addEventListener("keydown", (event) => {
-  if (event.target.closest("input[type=text], textarea")) return;
+  if (event.target.closest(OWN_KEYS)) return;
+  if (event.key === " " && event.target.closest(OWN_SPACE)) return;
   const key = event.key.toLowerCase(); // with Shift held, "z" arrives as "Z"
   if (event.ctrlKey || event.metaKey) {
     if (key === "z" && event.shiftKey) editor.redo();

@@ -22,7 +22,7 @@ let done = 0;
 let shownPhoto = null; // the photo op drawn on photoCanvas
 let drawing = Promise.resolve(); // redraws in order: an uploaded mask decodes asynchronously
 const view = { scale: 1, x: 0, y: 0 };
-let squares = []; // {left, top, side, box} in photo pixels
+let squares = []; // {left, top, side, angle (degrees, about its centre), box} in photo pixels
 let selected = 0;
 let onChange = () => {};
 
@@ -125,9 +125,9 @@ export function clear() {
   mask.clearRect(0, 0, photo.width, photo.height);
 }
 
-// A white-on-black picture drawn as hole into each box [left, top, width, height] of the
-// photo: a training hole on every square, or an uploaded mask over the whole photo. `what`
-// names it in a result's settings.
+// A white-on-black picture drawn as hole into each box [left, top, width, height, degrees]
+// of the photo (turned about its centre): a training hole on every square, turned with it,
+// or an uploaded mask over the whole photo. `what` names it in a result's settings.
 export function addPicture(picture, boxes, what) {
   const op = { type: "picture", picture, boxes, what };
   push(op);
@@ -135,7 +135,7 @@ export function addPicture(picture, boxes, what) {
   return drawing;
 }
 
-function drawAsHole(image, [left, top, width, height]) {
+function drawAsHole(image, [left, top, width, height, angle = 0]) {
   const scratch = document.createElement("canvas");
   scratch.width = width;
   scratch.height = height;
@@ -151,7 +151,12 @@ function drawAsHole(image, [left, top, width, height]) {
     data.set(white ? [255, 40, 90, 255] : [0, 0, 0, 0], i);
   }
   context.putImageData(pixels, 0, 0);
-  mask.drawImage(scratch, left, top);
+  mask.save();
+  mask.translate(left + width / 2, top + height / 2);
+  mask.rotate((angle * Math.PI) / 180);
+  mask.imageSmoothingEnabled = false; // the hole stays hole or not, as the server reads it
+  mask.drawImage(scratch, -width / 2, -height / 2);
+  mask.restore();
 }
 
 // What the hole was made with since the photo in effect: "painted", "Surgical mask"…
@@ -351,8 +356,8 @@ viewport.addEventListener("pointerdown", (event) => {
     const under = squares.findLastIndex((s) => at.x >= s.left && at.x < s.left + s.side &&
                                                 at.y >= s.top && at.y < s.top + s.side);
     if (under >= 0) select(under);
-    const { left, top, side } = squares[selected];
-    gesture.drag = { from: at, square: { left, top, side } };
+    const { left, top, side, angle } = squares[selected];
+    gesture.drag = { from: at, square: { left, top, side, angle } };
     return;
   }
   gesture.stroke = { type: "stroke", erase: tool() === "eraser",
@@ -376,9 +381,9 @@ viewport.addEventListener("pointermove", (event) => {
     place();
   } else if (gesture.drag) {
     const at = toPhoto(point);
-    const { left, top, side } = gesture.drag.square;
+    const { left, top, side, angle } = gesture.drag.square;
     setSquare(selected, { left: left + at.x - gesture.drag.from.x,
-                          top: top + at.y - gesture.drag.from.y, side });
+                          top: top + at.y - gesture.drag.from.y, side, angle });
   } else if (gesture.stroke) {
     gesture.stroke.points.push(toPhoto(point));
     drawStroke(gesture.stroke, gesture.stroke.points.length - 1);
@@ -404,21 +409,21 @@ viewport.addEventListener("pointerleave", (event) => {
 // ------------------------------------------------------------------ the squares the model sees
 
 export function squaresInEffect() {
-  return squares.map(({ left, top, side }) => ({ left, top, side }));
+  return squares.map(({ left, top, side, angle }) => ({ left, top, side, angle }));
 }
 
 export function setSquares(crops) {
   world.querySelectorAll(".square").forEach((box) => box.remove());
-  squares = crops.map(([left, top, side]) => {
+  squares = crops.map(([left, top, side, angle = 0]) => {
     const box = document.createElement("div");
     box.className = "square";
     world.append(box);
-    return { left, top, side, box };
+    return { left, top, side, angle, box };
   });
   const slider = $("square-side");
   const shortest = Math.min(photo.width, photo.height);
   slider.min = Math.min(shortest, 32);
-  slider.max = shortest;
+  slider.max = Math.max(shortest, ...squares.map((s) => s.side)); // a face larger than the photo
   select(squares.length - 1);
   squares.forEach((square, index) => setSquare(index, square));
 }
@@ -432,22 +437,25 @@ function select(index) {
     ? `(square ${index + 1} of ${squares.length})` : "";
 }
 
-function setSquare(index, { left, top, side }) {
-  side = Math.min(side, photo.width, photo.height);
-  left = Math.max(0, Math.min(Math.round(left), photo.width - side));
-  top = Math.max(0, Math.min(Math.round(top), photo.height - side));
+// A square may reach beyond the photo (the server pads the photo there, so a face at the
+// edge keeps its framing) as long as its centre stays on the photo.
+function setSquare(index, { left, top, side, angle = 0 }) {
+  side = Math.round(side);
+  left = Math.max(-Math.floor(side / 2), Math.min(Math.round(left), photo.width - Math.ceil(side / 2)));
+  top = Math.max(-Math.floor(side / 2), Math.min(Math.round(top), photo.height - Math.ceil(side / 2)));
   const square = squares[index];
-  Object.assign(square, { left, top, side });
+  Object.assign(square, { left, top, side, angle });
   Object.assign(square.box.style, { left: `${left}px`, top: `${top}px`, width: `${side}px`,
-                                    height: `${side}px` });
+                                    height: `${side}px`, transform: `rotate(${angle}deg)` });
   if (index === selected) $("square-side-value").textContent = side;
 }
 
 $("square-side").addEventListener("input", (event) => {
   if (!squares.length) return;
-  const { left, top, side } = squares[selected];
+  const { left, top, side, angle } = squares[selected];
   const next = Number(event.target.value);
-  setSquare(selected, { left: left + (side - next) / 2, top: top + (side - next) / 2, side: next });
+  setSquare(selected, { left: left + (side - next) / 2, top: top + (side - next) / 2, side: next,
+                        angle });
 });
 
 document.querySelectorAll("input[name=tool]").forEach((input) => input.addEventListener("change",

@@ -4,8 +4,13 @@
 
 const $ = (id) => document.getElementById(id);
 const THUMB_HEIGHT = 72;
-const results = []; // {blob, url, before (blob), beforeUrl, caption, file name}
+// Results kept: each holds its full-size PNG and the photo it came from; older ones leave
+// the strip (download what you want to keep).
+export const MAX_RESULTS = 12;
+const results = []; // {blob, url, before (blob), beforeUrl, caption, file name, number, item}
 let shown = -1;
+let made = 0; // results made since the photo was opened, numbering them
+let generation = 0; // photos opened: a thumbnail made for an earlier one is dropped
 
 async function thumbnail(blob) {
   // a small bitmap, not the full picture scaled by CSS: a 12-megapixel thumbnail would keep
@@ -21,30 +26,40 @@ async function thumbnail(blob) {
 
 // Keeps a result and shows it. `before` is the photo it was restored from.
 export async function add({ blob, before, caption, fileName }) {
-  const result = { blob, before, caption, fileName, url: URL.createObjectURL(blob),
-                   beforeUrl: URL.createObjectURL(before) };
-  results.push(result);
-  const index = results.length - 1;
-  const item = document.createElement("li");
+  const mine = generation;
+  const picture = await thumbnail(blob);
+  if (mine !== generation) return; // a new photo was opened while it was made
+  const result = { blob, before, caption, fileName, number: ++made, url: URL.createObjectURL(blob),
+                   beforeUrl: URL.createObjectURL(before), item: document.createElement("li") };
   const button = document.createElement("button");
   button.type = "button";
-  button.title = `${index + 1}: ${caption}`;
-  button.append(await thumbnail(blob));
-  button.addEventListener("click", () => show(index));
-  item.append(button);
-  $("history").append(item);
-  show(index);
+  button.title = `${result.number}: ${caption}`;
+  button.append(picture);
+  button.addEventListener("click", () => show(results.indexOf(result)));
+  result.item.append(button);
+  $("history").append(result.item);
+  results.push(result);
+  if (results.length > MAX_RESULTS) drop(results.shift());
+  show(results.length - 1);
 }
+
+function drop(result) {
+  URL.revokeObjectURL(result.url);
+  URL.revokeObjectURL(result.beforeUrl);
+  result.item.remove();
+}
+
+export const count = () => made;
 
 export function show(index) {
   shown = index;
   const result = results[index];
   $("result-image").src = result.url;
-  $("result-caption").textContent = `${index + 1} of ${results.length}: ${result.caption}`;
+  $("result-caption").textContent = `${result.number} of ${made}: ${result.caption}`;
   $("download").href = result.url;
   $("download").download = result.fileName;
   compare(false);
-  [...$("history").children].forEach((item, i) => item.classList.toggle("selected", i === index));
+  results.forEach((r, i) => r.item.classList.toggle("selected", i === index));
   $("result").hidden = false;
 }
 
@@ -66,12 +81,11 @@ export const comparing = () =>
 
 // A new photo starts a new history.
 export function forget() {
-  for (const result of results) {
-    URL.revokeObjectURL(result.url);
-    URL.revokeObjectURL(result.beforeUrl);
-  }
+  results.forEach(drop);
   results.length = 0;
   shown = -1;
+  made = 0;
+  generation += 1;
   $("history").replaceChildren();
   $("result").hidden = true;
 }
