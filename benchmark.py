@@ -11,19 +11,14 @@ its caches, in --dir between runs. TensorFlow's precision policy is global, so e
 measurement that builds the models runs in its own child process of this script.
 """
 import argparse
-import contextlib
 import functools
-import glob
-import io
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,23 +27,22 @@ import tf_environment  # noqa: F401  (before TensorFlow: the project's oneDNN de
 # isort: split
 import numpy as np
 import psutil
-import requests
 import tensorflow as tf
 from PIL import Image
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
+import benchmark_server
 import datamanager
 import devices
 import export
-import faces
 import holes
 import inpaint
-import losses
 import model
 import neuralnet
 import photo_io
 import synthetic_faces
 import tf_process
+from benchmark_server import PeakMemory, page_run, report
 
 SIZE, BATCH = 128, model.TrainConfig().batch  # the default run's
 TEST_RATIO = 0.1  # run.py's default --test_ratio
@@ -321,23 +315,11 @@ def child_epoch(settings, bench_dir):
 def child_rss(settings, bench_dir):
     """Peak resident memory, sampled every 20 ms, of an epoch over the large cached set."""
     policy, train_step = _traced_step()
-    process = psutil.Process()
-    before = peak = process.memory_info().rss
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.wait(0.02):
-            peak = max(peak, process.memory_info().rss)
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
+    before = psutil.Process().memory_info().rss
+    with PeakMemory(os.getpid()) as memory:
         timed_epoch(train_step, os.path.join(bench_dir, "cache_rss"),
                     os.path.join(bench_dir, "faces_linked"), settings["rss_images"], 0)
-    finally:
-        done.set()
-        sampler.join()
-    return {"policy": policy, "peak": max(peak, process.memory_info().rss), "before": before}
+    return {"policy": policy, "peak": memory.peak, "before": before}
 
 
 def write_masked_photos(folder, faces, count):
@@ -378,7 +360,7 @@ EXPORT_RUNTIMES = {"TensorFlow (SavedModel)": (export.SAVED_MODEL, export.saved_
 def child_export(args, settings):
     """--mode export of the default run's generator: each file's size, and seconds for one
     restoration of a batch of 1 and of BATCH through each runtime, after one untimed call."""
-    run_dir = _page_run(args)
+    run_dir = page_run(args)
     kept = export.export(run_dir, report=lambda line: None)
     folder = os.path.join(run_dir, export.EXPORT_DIR)
     rng = np.random.default_rng(0)
@@ -396,213 +378,10 @@ def child_export(args, settings):
     return result
 
 
-PAGE_PHOTO, PAGE_HOLE = (1152, 864), 300  # about a megapixel, and the hole's side
-PHONE_PHOTO, PHONE_FACE = (4000, 3000), (2300, 900, 1400)  # 12 megapixels; left, top, side
-
-
-def _page_run(args):
-    """A run folder of the default's untrained generator: a restoration's time does not
-    depend on the weights."""
-    run_dir = os.path.join(args.dir, "page_run")
-    if not os.path.exists(os.path.join(run_dir, "config.json")):
-        config = model.TrainConfig()
-        checkpoint = tf.train.Checkpoint(ema_generator=model.build_generator(config),
-                                         epoch=tf.Variable(0, dtype=tf.int64))
-        tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), 1).save(0)
-        model.save_config(config, run_dir)
-    return run_dir
-
-
-@contextlib.contextmanager
-def _server(run_dir):
-    """`python run.py --mode serve` over run_dir; yields its URL and its process."""
-    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(
-        __file__)), "run.py"), "--mode", "serve", "--out_dir", run_dir, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        yield next(line for line in server.stdout if line.startswith("serving ")).split()[3], server
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
-
-
-def measure_page(args, start, settings):
-    """Seconds for one page restoration end to end: `python run.py --mode serve`, a
-    1152x864 JPEG and a 300x300 mask POSTed to /api/inpaint with the centred square,
-    Poisson-blended, the PNG read back; after one untimed request."""
-    _report("measuring: page restoration through the API", start)
-    width, height = PAGE_PHOTO
-    face = synthetic_faces.synthetic_face(0, 1, height)
-    pixels = np.empty((height, width, 3), np.uint8)
-    pixels[:] = face[:, :1]  # the background beside the face square: its edge colours
-    pixels[:, (width - height) // 2:(width + height) // 2] = face
-    photo, mask = io.BytesIO(), io.BytesIO()
-    Image.fromarray(pixels).save(photo, "JPEG", quality=90)
-    hole = np.zeros((height, width), np.uint8)
-    top, left = (height - PAGE_HOLE) // 2, (width - PAGE_HOLE) // 2
-    hole[top:top + PAGE_HOLE, left:left + PAGE_HOLE] = 255
-    Image.fromarray(hole).save(mask, "PNG")
-    with _server(_page_run(args)) as (url, _):
-        files = {"photo": ("photo.jpg", photo.getvalue()), "mask": ("mask.png", mask.getvalue())}
-
-        def restore():
-            answer = requests.post(f"{url}/api/inpaint", files=files, data={"crop": "center"},
-                                   timeout=600)
-            answer.raise_for_status()
-        restore()
-        return [_seconds(restore) for _ in range(settings["step_repeats"])]
-
-
-def phone_photo():
-    """A 4000x3000 JPEG as a phone takes it: a face right of centre on a textured
-    background, with a colour profile."""
-    width, height = PHONE_PHOTO
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / width
-    pixels = np.stack([80 + 60 * x, 110 + 50 * y, 140 - 50 * x], -1)
-    pixels += rng.normal(0, 6, pixels.shape).astype(np.float32)
-    photo = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    left, top, side = PHONE_FACE
-    face = Image.fromarray(synthetic_faces.synthetic_face(0, 1, 512))
-    photo.paste(face.resize((side, side), Image.Resampling.BICUBIC), (left, top))
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=92, icc_profile=photo_io.SRGB.tobytes())
-    return buffer.getvalue()
-
-
-class PeakMemory:
-    """The peak resident memory of a process, sampled every 20 ms while in the block."""
-
-    def __init__(self, pid):
-        self.process, self.peak, self.done = psutil.Process(pid), 0, threading.Event()
-
-    def __enter__(self):
-        def sample():
-            while not self.done.wait(0.02):
-                self.peak = max(self.peak, self.process.memory_info().rss)
-        self.thread = threading.Thread(target=sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-
-
-def measure_phone(args, start, settings):
-    """A 12-megapixel phone photo through POST /api/inpaint with the surgical-mask hole on
-    the face it finds, Poisson-blended, end to end: seconds for one, and the server's peak
-    memory over its idle memory; then four sent at once."""
-    _report("measuring: a 12-megapixel photo through the API", start)
-    files = {"photo": ("phone.jpg", phone_photo())}
-
-    def restore():
-        answer = requests.post(f"{url}/api/inpaint", files=files, data={"hole": "facemask"},
-                               timeout=600)
-        answer.raise_for_status()
-        return answer
-    with _server(_page_run(args)) as (url, server):
-        idle = psutil.Process(server.pid).memory_info().rss
-        with PeakMemory(server.pid) as one:
-            left, top, side = map(int, restore().headers["x-squares"].split(","))
-            face_left, face_top, face_side = PHONE_FACE
-            if abs(left - face_left) > face_side / 4 or abs(top - face_top) > face_side / 4:
-                raise RuntimeError(f"the square {left},{top},{side} is not on the face")
-            seconds = [_seconds(restore) for _ in range(settings["step_repeats"])]
-        with PeakMemory(server.pid) as four, ThreadPoolExecutor(4) as pool:
-            at_once = _seconds(lambda: list(pool.map(lambda _: restore(), range(4))))
-    return {"seconds": seconds, "one_gb": (one.peak - idle) / 1e9,
-            "four_seconds": at_once, "four_gb": (four.peak - idle) / 1e9}
-
-
-SCENE, FACE_SHARE = (1600, 1200), (0.15, 0.40)  # the photo; the face's side over its width
-
-
-def _scene(face, rng):
-    """A test face pasted at a random position and scale into a photo of a random
-    background; returns the photo and the face's square (left, top, side)."""
-    width, height = SCENE
-    side = int(rng.uniform(*FACE_SHARE) * width)
-    left, top = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / width
-    low, high = rng.uniform(30, 220, 3), rng.uniform(30, 220, 3)
-    pixels = low + (high - low) * (x if rng.random() < 0.5 else y)[..., None]
-    pixels += rng.normal(0, 4, pixels.shape).astype(np.float32)
-    photo = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    photo.paste(Image.fromarray(face).resize((side, side), Image.Resampling.LANCZOS), (left, top))
-    return photo, (left, top, side)
-
-
-def measure_framing(run_dir, seed=0):
-    """Hole PSNR where the face is not centred: each test face of the run in its own
-    1600x1200 photo (random position, side 15-40 % of the width), the centre hole in face
-    coordinates as the mask, restored (Poisson) with --crop face and with --crop center,
-    and scored in face coordinates against the original at the run's side."""
-    config = model.load_config(run_dir)
-    size = config.img_size
-    [index] = glob.glob(os.path.join(run_dir, "cache", f"images_{size}px_*.u8.json"))
-    with open(index) as f:
-        images = datamanager.ImageSet(index[:-len(".json")], json.load(f)["count"], size)
-    _, test_idx = datamanager.split(images.count, TEST_RATIO)
-    generator = model.build_generator(config)
-    model.load_generator(run_dir, generator, size)
-    restore = model.contract(generator, config)
-    hole = holes.make_masks("center", 1, size, [0, 0]).numpy()[0]
-    rng = np.random.default_rng(seed)
-    scores = {crop: [] for crop in ("face", "center")}
-    unrestorable = {crop: 0 for crop in scores}
-    found = 0
-    for face in images.read(test_idx):
-        photo, (left, top, side) = _scene(face, rng)
-        mask = Image.fromarray(hole[..., 0].astype(np.uint8) * 255).resize(
-            (side, side), Image.Resampling.NEAREST)
-        full = Image.new("L", SCENE)
-        full.paste(mask, (left, top))
-        found += bool(faces.find_faces(photo))
-        for crop, values in scores.items():
-            job = inpaint.Job(_named(photo, "photo"), _named(full, "mask"), "scene")
-            try:
-                plan = inpaint.plan(job, config, crop)
-            except photo_io.PhotoError:
-                unrestorable[crop] += 1
-                continue
-            [fills] = inpaint.fill_squares(restore, [plan])
-            result, _ = inpaint.paste(plan, fills, config, poisson=True)
-            restored = result.crop((left, top, left + side, top + side)).resize(
-                (size, size), Image.Resampling.BOX)
-            values.append(float(losses.hole_psnr(
-                model.to_unit(face[None]), model.to_unit(np.asarray(restored)[None]),
-                tf.constant(hole[None]))[0]))
-    with open(os.path.join(run_dir, "test_metrics.json")) as f:
-        aligned = json.load(f)["model"]["hole_psnr"]
-    count = len(test_idx)
-    print(f"{count} test faces of {run_dir} in {SCENE[0]}x{SCENE[1]} photos; faces found: "
-          f"{found} ({found / count:.0%}); the run's aligned test hole PSNR: {aligned:.2f} dB\n")
-    print("| --crop | restored | could not be restored | hole PSNR (dB) | minus aligned |\n"
-          "|---|--:|--:|--:|--:|")
-    for crop, values in scores.items():
-        mean = float(np.mean(values)) if values else float("nan")
-        print(f"| {crop} | {len(values)} | {unrestorable[crop]} | {mean:.2f} | "
-              f"{mean - aligned:+.2f} |")
-    return 0
-
-
-def _named(image, name):
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    buffer.seek(0)
-    buffer.name = name
-    return buffer
-
-
-def _report(what, start):
-    print(f"[{time.perf_counter() - start:4.0f} s] {what}", file=sys.stderr, flush=True)
-
-
 def short_run_hole_psnr(args, start, precision):
     """Test hole PSNR of a short default training run (64x64, batch 32) in one precision:
     mixed precision must not cost quality."""
-    _report(f"measuring: short training run, {precision}", start)
+    report(f"measuring: short training run, {precision}", start)
     out = tempfile.mkdtemp(prefix=f"short-{precision}-", dir=args.dir)
     flag = "--mixed_precision" if precision == "mixed" else "--no-mixed_precision"
     subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -619,7 +398,7 @@ def run_child(args, start, *child, env=None):
     returns what it printed as JSON."""
     command = [sys.executable, os.path.abspath(__file__), "--dir", args.dir, "--_child", *child]
     shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
-    _report(f"measuring: {' '.join(child)} {shown}", start)
+    report(f"measuring: {' '.join(child)} {shown}", start)
     output = subprocess.run(command + (["--quick"] if args.quick else []), check=True,
                             env={**os.environ, **(env or {})},
                             stdout=subprocess.PIPE, text=True).stdout
@@ -678,14 +457,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer repeats and images (about 6 min)")
     p.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "context_encoder_bench"),
                    help="where the JPEGs and caches are kept between runs")
-    p.add_argument("--framing", metavar="RUN",
-                   help="instead: restore RUN's test faces placed anywhere in larger photos, "
-                        "found and framed (--crop face) and in the centred square, and print "
-                        "their hole PSNR (docs/faces.md)")
     p.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.framing:
-        return measure_framing(args.framing)
     settings = SETTINGS["quick" if args.quick else "full"]
     if args._child:
         name, *rest = args._child
@@ -706,7 +479,7 @@ def main(argv=None):
           f"isa: {onednn_isa(AVX2_CLASS)}\n", flush=True)
     faces = os.path.join(args.dir, "faces")
     write_faces(faces, settings["faces"])
-    _report("measuring: data preparation", start)
+    report("measuring: data preparation", start)
     cold, warm = measure_preparation(faces, settings["faces"], settings["decode_repeats"],
                                      os.path.join(args.dir, "cache_decode"))
     # (where, result): this CPU in both precisions, then the AVX2 class with oneDNN on (the
@@ -724,8 +497,8 @@ def main(argv=None):
     rss = run_child(args, start, "rss")
     write_masked_photos(os.path.join(args.dir, "masked_photos"), faces, settings["inpaint_photos"])
     restored = run_child(args, start, "inpaint")
-    page = measure_page(args, start, settings)
-    phone = measure_phone(args, start, settings)
+    page = benchmark_server.measure_page(args, start, settings)
+    phone = benchmark_server.measure_phone(args, start, settings)
     exported = run_child(args, start, "export")
     psnr = {p: short_run_hole_psnr(args, start, p) for p in ("float32", "mixed")}
 
@@ -750,15 +523,7 @@ def main(argv=None):
     inpainted = (f"--mode inpaint: {restored['photos']} {JPEG_SIDE}x{JPEG_SIDE} JPEGs with mask "
                  f"PNGs, restored and written, {restored['policy']}")
     rows.append((inpainted, "photos/s", restored["rate"]))
-    page_row = (f"page restoration via POST /api/inpaint: {PAGE_PHOTO[0]}x{PAGE_PHOTO[1]} "
-                f"JPEG, {PAGE_HOLE}x{PAGE_HOLE} hole, Poisson, end to end")
-    rows.append((page_row, "s", page))
-    phone_row = (f"{PHONE_PHOTO[0]}x{PHONE_PHOTO[1]} JPEG via POST /api/inpaint: face found, "
-                 "surgical-mask hole, Poisson, end to end")
-    rows += [(phone_row, "s", phone["seconds"]),
-             ("↳ server's peak memory over idle", "GB", [phone["one_gb"]]),
-             ("↳ four such requests at once: all answered", "s", [phone["four_seconds"]]),
-             ("↳ four at once: server's peak memory over idle", "GB", [phone["four_gb"]])]
+    rows += benchmark_server.rows(page, phone)
     rows += [(f"--mode export: {name}", "MB", [mb]) for name, mb in exported["mb"].items()]
     rows += [(f"exported restoration, {SIZE}x{SIZE}, {runtime}", "ms", [1000 * s for s in seconds])
              for runtime, seconds in exported["seconds"].items()]

@@ -22,8 +22,8 @@ from poisson_blend import MAX_EXACT, poisson_blend
 MASK_SUFFIX = "_mask"  # LaMa's convention: photo.jpg's hole is photo_mask.png beside it
 MAX_HOLE = 0.75  # of the square: beyond it too little context is left to restore from
 BATCH = 16  # photos per forward pass
-FEATHERED = ("the hole is too intricate for the Poisson blend (its edge band is over "
-             "{:,} pixels); it was feathered instead")
+FEATHERED = ("the Poisson blend would solve over {:,} pixels along this hole's edge (thin "
+             "strokes, or a large photo at a small model's side); it was feathered instead")
 
 
 class InpaintError(photo_io.PhotoError):
@@ -302,14 +302,18 @@ def _paste_square(pixels, image, square, fill, config, poisson, grey):
     return not (poisson and feathered)
 
 
-def paste(plan_, fills, config, poisson=False):
+def paste(plan_, fills, config, poisson=False, before_each=None):
     """The photo with each square's restoration blended in at full resolution, in the
     photo's mode, and a note when a hole was feathered instead of Poisson-blended; squares
-    later in the list are pasted over earlier ones."""
+    later in the list are pasted over earlier ones. `before_each` is called before each
+    square's blend (the server stops there when its client has gone)."""
     pixels = np.array(plan_.image)
     grey = plan_.grey
-    blended = [_paste_square(pixels, plan_.image, square, fill, config, poisson, grey)
-               for square, fill in zip(plan_.squares, fills)]
+    blended = []
+    for square, fill in zip(plan_.squares, fills):
+        if before_each:
+            before_each()
+        blended.append(_paste_square(pixels, plan_.image, square, fill, config, poisson, grey))
     note = None if all(blended) else FEATHERED.format(MAX_EXACT)
     return Image.fromarray(pixels), note
 

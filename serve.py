@@ -4,7 +4,9 @@ serves the page in web/ that paints the hole.
 
 It only reads the run folder: it takes no lock and writes nothing there, so it can serve a
 run that is still training, and it moves to a newer checkpoint when one appears."""
+import asyncio
 import contextlib
+import ctypes
 import errno
 import io
 import ipaddress
@@ -23,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 import faces
 import holes
@@ -37,6 +40,13 @@ MAX_PIXELS = 50_000_000  # a photo's width x height; the Poisson solve of a hole
 HOLES = ("center", "facemask", "random")  # what --hole and the page's presets name
 FILLS = ("model", "telea")  # the run's model, or OpenCV's Telea to compare it with
 CHECK_EVERY = 2.0  # seconds between looks for a newer checkpoint
+# Backpressure: restorations (and face searches) run whole, from decoding to the PNG, at most
+# WORKERS at once, each up to a few GB for the largest photo (docs/serve.md), and at most
+# QUEUE more wait; past that a request gets a 503 with RETRY_AFTER at once.
+WORKERS = 2
+QUEUE = 8
+RETRY_AFTER = 10  # seconds: about what the queue takes to drain for 9-megapixel photos
+BODY_SECONDS = 60  # an upload must arrive within this, or the connection is closed
 
 
 class RequestError(Exception):
@@ -49,6 +59,24 @@ class RequestError(Exception):
 
 class ServeError(Exception):
     """The server cannot start; run.py prints it as one line and exits with 2."""
+
+
+class Abandoned(Exception):
+    """The client of a request went away (a closed tab, the page's Cancel): its work stops
+    at the next stage and nothing is answered."""
+
+
+def _stop_if(cancelled):
+    if cancelled is not None and cancelled.is_set():
+        raise Abandoned
+
+
+def _release_memory():
+    """Gives the freed heap back to the system: glibc keeps what a restoration's large
+    arrays freed in its arenas (the server's memory stayed 1.7 GB above its start after a
+    burst) unless asked. Elsewhere a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _upload(data, field):
@@ -69,7 +97,6 @@ class Model:
         self.spare = model.build_generator(self.config)  # loaded into, then copied over
         self.restore = model.contract(self.generator, self.config)
         self.lock = threading.Lock()  # one forward pass or weight copy at a time
-        self.waiting = []  # the tickets of the restorations waiting for the lock or holding it
         self.checkpoint = self.epoch = self.step = self.refused = None
         for attempt in range(3):  # a checkpoint the trainer rotates away while it is read
             try:
@@ -130,12 +157,11 @@ class Model:
                      "max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS})
         return info
 
-    def inpaint(self, photo, mask, hole, crop, poisson, ticket=None, fill="model"):
+    def inpaint(self, photo, mask, hole, crop, poisson, fill="model", cancelled=None):
         """The restored photo as PNG bytes, with the checkpoint's epoch and step, the
         squares restored and a note, exactly as --mode inpaint writes it for the same photo,
-        mask (or hole) and crop. Only the forward pass holds the lock: reading, finding faces
-        and the blend of one request run beside another's. `ticket` names the request in
-        queue_position while it waits."""
+        mask (or hole) and crop. Only the forward pass holds the lock. Between its stages
+        (read, forward pass, each square's blend, PNG) it stops once `cancelled` is set."""
         _check_photo(photo)
         job = inpaint.Job(_upload(photo, "photo"),
                           None if mask is None else _upload(mask, "mask"), "photo")
@@ -143,33 +169,26 @@ class Model:
         if not plan.squares:
             raise RequestError("mask: it has no white pixel; paint the hole to restore")
         squares = [s.crop for s in plan.squares]
+        _stop_if(cancelled)
         if fill == "telea":  # no model: it neither waits for the lock nor names a checkpoint
             return (photo_io.encode_png(inpaint.paste_telea(plan), plan.meta), None, None,
                     squares, plan.note)
-        entry = ticket or object()
-        self.waiting.append(entry)  # list.append and .remove are atomic: no lock needed
-        try:
-            with self.lock:
-                [fills] = inpaint.fill_squares(self.restore, [plan])
-                epoch, step = self.epoch, self.step
-        finally:
-            self.waiting.remove(entry)
-        result, blend_note = inpaint.paste(plan, fills, self.config, poisson)
+        with self.lock:
+            _stop_if(cancelled)
+            [fills] = inpaint.fill_squares(self.restore, [plan])
+            epoch, step = self.epoch, self.step
+        result, blend_note = inpaint.paste(plan, fills, self.config, poisson,
+                                           lambda: _stop_if(cancelled))
+        _stop_if(cancelled)
         note = "; ".join(n for n in (plan.note, blend_note) if n) or None
         return photo_io.encode_png(result, plan.meta), epoch, step, squares, note
 
-    def queue_position(self, ticket):
-        """How many restorations came before `ticket` and are not done (0: its turn; the
-        lock is not first-come-first-served, so this is the order of arrival), or None when
-        it is not waiting."""
-        waiting = list(self.waiting)
-        return waiting.index(ticket) if ticket in waiting else None
-
-    def find_faces(self, photo):
+    def find_faces(self, photo, cancelled=None):
         """The faces found in the photo (upright, as the page shows it) and the square that
         frames each as the run's training faces were framed (turned when the head is)."""
         _check_photo(photo)
         image, _ = photo_io.read_photo(_upload(photo, "photo"))
+        _stop_if(cancelled)
         framing = (faces.Framing(*self.config.framing) if self.config.framing
                    else faces.STANDARD)
         found = faces.find_faces(image)
@@ -200,11 +219,70 @@ def _error(status, message):
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def _until_gone(request, gone):
+    """Sets `gone` once the request's client has closed its connection."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.1)
+    gone.set()
+
+
+class Gate:
+    """The bounded stage and the queue before it (WORKERS, QUEUE). Requests wait in order of
+    arrival, each named by its ticket for the page's progress line; one whose client goes
+    away while it waits leaves the queue."""
+
+    class Busy(Exception):
+        pass
+
+    def __init__(self, workers, queue):
+        self.workers, self.limit = workers, workers + queue
+        self.stage = asyncio.Semaphore(workers)  # first come, first served
+        self.admitted = []  # tickets, in order of arrival: running, then waiting
+
+    @contextlib.asynccontextmanager
+    async def enter(self, request, ticket=None):
+        """Yields a threading.Event set when the client goes: the work checks it between its
+        stages. Raises Busy when the queue is full, Abandoned when the client went away
+        while waiting."""
+        if len(self.admitted) >= self.limit:
+            raise self.Busy
+        entry = ticket or object()
+        self.admitted.append(entry)
+        gone = threading.Event()
+        watcher = asyncio.create_task(_until_gone(request, gone))
+        acquire = asyncio.create_task(self.stage.acquire())
+        try:
+            await asyncio.wait({acquire, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not acquire.done():
+                raise Abandoned  # gone while waiting: the finally gives up its place
+            yield gone
+        finally:
+            if acquire.done() and not acquire.cancelled():
+                self.stage.release()
+                await asyncio.to_thread(_release_memory)
+            else:  # asyncio's Semaphore hands on a wake-up a cancelled waiter cannot take
+                acquire.cancel()
+            watcher.cancel()
+            self.admitted.remove(entry)
+
+    def position(self, ticket):
+        """How many requests must finish before `ticket`'s runs (0: running), or None when it
+        is not here."""
+        if ticket not in self.admitted:
+            return None
+        return max(0, self.admitted.index(ticket) - self.workers + 1)
+
+
 class LimitBody:
     """Refuses a request body over `limit` bytes with a 413, by its Content-Length or, when
-    it is sent in chunks, as soon as the bytes read pass the limit."""
+    it is sent in chunks, as soon as the bytes read pass the limit; and one that has not
+    arrived within BODY_SECONDS with a 408 (a connection trickling a byte every few
+    seconds would hold its slot for ever)."""
 
     class TooLarge(Exception):
+        pass
+
+    class TooSlow(Exception):
         pass
 
     def __init__(self, app, limit):
@@ -220,12 +298,18 @@ class LimitBody:
             return await _error(400, "Content-Length is not a number")(scope, receive, send)
         if int(length) > self.limit:
             return await too_large(scope, receive, send)
-        seen = 0
+        seen, complete, deadline = 0, False, time.monotonic() + BODY_SECONDS
 
         async def counted():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # after the body: only the disconnect is waited for, without limit
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                raise self.TooSlow from None
             seen += len(message.get("body", b""))
+            complete = not message.get("more_body", False)
             if seen > self.limit:
                 raise self.TooLarge
             return message
@@ -233,6 +317,11 @@ class LimitBody:
             await self.app(scope, counted, send)
         except self.TooLarge:
             await too_large(scope, receive, send)
+        except self.TooSlow:
+            print(f"closed {scope['method']} {scope['path']}: its body did not arrive within "
+                  f"{BODY_SECONDS} s", flush=True)
+            await _error(408, f"the upload did not arrive within {BODY_SECONDS} s; send it "
+                              "again over a faster connection")(scope, receive, send)
 
 
 class ThisMachineOnly:
@@ -280,6 +369,20 @@ async def _file_bytes(form, name):
     return await value.read()
 
 
+def _dropped(request, start, why):
+    """One line for a request whose client went away (no traceback: nothing failed)."""
+    print(f"dropped {request.method} {request.url.path} after {time.perf_counter() - start:.1f} s: "
+          f"{why}", flush=True)
+    return Response(status_code=400)
+
+
+def _busy(gate):
+    return JSONResponse(
+        {"error": f"the server is busy: {len(gate.admitted)} restorations are running or "
+                  f"waiting; try again in {RETRY_AFTER} s"},
+        status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
+
+
 def create_app(model, ready, hosts):
     """The page and its API over one loaded run; `ready` is printed once uvicorn serves, when
     Ctrl-C already stops it cleanly; `hosts`: the names it answers to (ThisMachineOnly)."""
@@ -291,6 +394,7 @@ def create_app(model, ready, hosts):
 
     app = FastAPI(title="Context encoder: restore a photo", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)
+    gate = Gate(WORKERS, QUEUE)
     app.add_middleware(LimitBody, limit=MAX_UPLOAD_BYTES)
     app.add_middleware(ThisMachineOnly, hosts=hosts)  # added last: runs first
 
@@ -349,8 +453,15 @@ def create_app(model, ready, hosts):
             ticket = _field_text(form, "ticket")
             if ticket is not None and not 0 < len(ticket) <= 64:
                 raise RequestError("ticket: send 1 to 64 characters, or leave it out")
-            png, epoch, step, squares, note = await run_in_threadpool(
-                model.inpaint, photo, mask, hole, crop, poisson == "true", ticket, fill)
+            async with gate.enter(request, ticket) as gone:
+                png, epoch, step, squares, note = await run_in_threadpool(
+                    model.inpaint, photo, mask, hole, crop, poisson == "true", fill, gone)
+        except Gate.Busy:
+            return _busy(gate)
+        except Abandoned:
+            return _dropped(request, start, "its client went away")
+        except ClientDisconnect:
+            return _dropped(request, start, "its client went away during the upload")
         except RequestError as error:
             return _error(error.status, str(error))
         except photo_io.PhotoError as error:
@@ -368,17 +479,25 @@ def create_app(model, ready, hosts):
     @app.get("/api/queue/{ticket}")
     async def queue(ticket: str):
         """Where the restoration sent with this ticket stands: the page's progress line."""
-        return {"ahead": model.queue_position(ticket), "restorations": len(model.waiting)}
+        return {"ahead": gate.position(ticket), "restorations": len(gate.admitted)}
 
     @app.post("/api/faces")
     async def find_faces(request: Request):
         """The faces in a photo and the square framing each, as JSON."""
+        start = time.perf_counter()
         try:
             form = await request.form(max_files=1, max_fields=1)
             photo = await _file_bytes(form, "photo")
             if not photo:
                 raise RequestError("photo: missing; send the photo as a file field named photo")
-            return await run_in_threadpool(model.find_faces, photo)
+            async with gate.enter(request) as gone:
+                return await run_in_threadpool(model.find_faces, photo, gone)
+        except Gate.Busy:
+            return _busy(gate)
+        except Abandoned:
+            return _dropped(request, start, "its client went away")
+        except ClientDisconnect:
+            return _dropped(request, start, "its client went away during the upload")
         except RequestError as error:
             return _error(error.status, str(error))
         except photo_io.PhotoError as error:

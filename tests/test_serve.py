@@ -244,28 +244,6 @@ def test_requests_at_once_all_come_back_right(server, photo):
     assert [a.content for a in at_once] == one_by_one
 
 
-def test_the_queue_tells_a_waiting_restoration_its_place(server, photo, trained_run):
-    url, _ = server
-    assert requests.get(f"{url}/api/queue/nobody", timeout=10).json() == {
-        "ahead": None, "restorations": 0}
-    assert post(url, photo.read_bytes(), mask_png(HOLE), ticket="x" * 65).json()["error"] == (
-        "ticket: send 1 to 64 characters, or leave it out")
-    model = serve.Model(trained_run)
-    data, mask = photo.read_bytes(), mask_png(HOLE)
-    # The lock is released before the pool waits for its threads, which need it.
-    with ThreadPoolExecutor(2) as pool:
-        with model.lock:  # the model is busy: both wait
-            first = pool.submit(model.inpaint, data, mask, None, "face", True, "first")
-            while model.queue_position("first") is None:
-                time.sleep(0.01)
-            second = pool.submit(model.inpaint, data, mask, None, "face", True, "second")
-            while model.queue_position("second") is None:
-                time.sleep(0.01)
-            assert (model.queue_position("first"), model.queue_position("second")) == (0, 1)
-        assert first.result()[0] == second.result()[0]
-    assert model.queue_position("first") is None and model.waiting == []
-
-
 def test_memory_stays_flat_over_many_requests(server, photo):
     url, process = server
     memory = psutil.Process(process.pid)
