@@ -499,6 +499,7 @@ def main(argv=None):
     restored = run_child(args, start, "inpaint")
     page = benchmark_server.measure_page(args, start, settings)
     phone = benchmark_server.measure_phone(args, start, settings)
+    burst = benchmark_server.measure_burst(args, start)
     exported = run_child(args, start, "export")
     psnr = {p: short_run_hole_psnr(args, start, p) for p in ("float32", "mixed")}
 
@@ -523,7 +524,7 @@ def main(argv=None):
     inpainted = (f"--mode inpaint: {restored['photos']} {JPEG_SIDE}x{JPEG_SIDE} JPEGs with mask "
                  f"PNGs, restored and written, {restored['policy']}")
     rows.append((inpainted, "photos/s", restored["rate"]))
-    rows += benchmark_server.rows(page, phone)
+    rows += benchmark_server.rows(page, phone, burst)
     rows += [(f"--mode export: {name}", "MB", [mb]) for name, mb in exported["mb"].items()]
     rows += [(f"exported restoration, {SIZE}x{SIZE}, {runtime}", "ms", [1000 * s for s in seconds])
              for runtime, seconds in exported["seconds"].items()]

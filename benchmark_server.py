@@ -164,7 +164,39 @@ def measure_phone(args, start, settings):
             "four_seconds": at_once, "four_gb": (four.peak - idle) / 1e9}
 
 
-def rows(page, phone):
+BURST, BURST_SIDE = 12, 3000  # requests sent at once; their photos' side (9 megapixels)
+
+
+def measure_burst(args, start):
+    """BURST requests with 9-megapixel photos (small PNGs: a smooth picture compresses to a
+    few KB) sent at once, centre hole on the centred square: how many are answered and
+    refused (503, the queue full), the time until the last answer, the server's peak
+    memory over idle, and its memory 2 s after."""
+    report("measuring: a burst of 9-megapixel requests", start)
+    y, x = np.mgrid[0:BURST_SIDE, 0:BURST_SIDE] / BURST_SIDE
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([60 + 120 * x, 90 + 60 * y, 140 - 40 * x], -1).astype(np.uint8)
+                    ).save(buffer, "PNG")
+    files, data = {"photo": ("photo.png", buffer.getvalue())}, {"hole": "center", "crop": "center"}
+
+    def send(_):
+        return requests.post(f"{url}/api/inpaint", files=files, data=data, timeout=600).status_code
+    with served(page_run(args)) as (url, server):
+        send(0)
+        time.sleep(1)
+        process = psutil.Process(server.pid)
+        idle = process.memory_info().rss
+        with PeakMemory(server.pid) as peak, ThreadPoolExecutor(BURST) as pool:
+            started = time.perf_counter()
+            statuses = list(pool.map(send, range(BURST)))
+            seconds = time.perf_counter() - started
+        time.sleep(2)
+        after = process.memory_info().rss
+    return {"seconds": seconds, "answered": statuses.count(200), "busy": statuses.count(503),
+            "peak_gb": (peak.peak - idle) / 1e9, "after_gb": (after - idle) / 1e9}
+
+
+def rows(page, phone, burst):
     """The table's rows of these measurements."""
     page_row = (f"page restoration via POST /api/inpaint: {PAGE_PHOTO[0]}x{PAGE_PHOTO[1]} "
                 f"JPEG, {PAGE_HOLE}x{PAGE_HOLE} hole, Poisson, end to end")
@@ -173,4 +205,10 @@ def rows(page, phone):
     return [(page_row, "s", page), (phone_row, "s", phone["seconds"]),
             ("↳ server's peak memory over idle", "GB", [phone["one_gb"]]),
             ("↳ four such requests at once: all answered", "s", [phone["four_seconds"]]),
-            ("↳ four at once: server's peak memory over idle", "GB", [phone["four_gb"]])]
+            ("↳ four at once: server's peak memory over idle", "GB", [phone["four_gb"]]),
+            ((f"burst: {BURST} {BURST_SIDE}x{BURST_SIDE} PNGs via POST /api/inpaint at once, "
+             "until the last answer"), "s", [burst["seconds"]]),
+            ("↳ answered 200", "requests", [burst["answered"]]),
+            ("↳ refused at once, 503 (the queue full)", "requests", [burst["busy"]]),
+            ("↳ server's peak memory over idle", "GB", [burst["peak_gb"]]),
+            ("↳ its memory 2 s after, over idle", "GB", [burst["after_gb"]])]

@@ -220,13 +220,16 @@ def progress_variables():
             "train_images": tf.Variable(0, dtype=tf.int64)}
 
 
-def restore_checkpoint(checkpoint, path, img_size):
+def restore_checkpoint(checkpoint, path, img_size, optional=None):
     """Restores `checkpoint`'s objects from the file at `path`, every one of them (more may
-    be in the file): each way this fails is its own LoadError, in one line."""
+    be in the file), and what the file holds of `optional`'s: each way this fails is its
+    own LoadError, in one line."""
     try:
         status = checkpoint.restore(path)
         status.assert_existing_objects_matched()
         status.expect_partial()  # what the file holds beyond these objects is not wanted
+        if optional is not None:
+            optional.restore(path).expect_partial()
     except AssertionError as error:
         missing = str(error).strip().splitlines()[0][:300]
         raise MissingWeights(f"checkpoint {path} lacks some of the model's weights, which "
@@ -252,12 +255,13 @@ def load_generator(out_dir, generator, img_size):
     """Loads the averaged generator of out_dir's latest checkpoint into `generator`; returns
     the checkpoint's path and its progress variables. Raises a LoadError."""
     progress = progress_variables()
-    ckpt = tf.train.Checkpoint(ema_generator=generator, epoch=progress["epoch"],
-                               train_seconds=progress["train_seconds"],
-                               train_images=progress["train_images"])
     latest = tf.train.latest_checkpoint(checkpoint_dir(out_dir))
     if latest is None:
         raise NoCheckpoint(f"no checkpoint in {checkpoint_dir(out_dir)}: train first "
                            "(--mode train_test or train) or point --out_dir at a trained run")
-    restore_checkpoint(ckpt, latest, img_size)
+    # every weight must be there; the progress a checkpoint of an older run may lack
+    restore_checkpoint(tf.train.Checkpoint(ema_generator=generator), latest, img_size,
+                       optional=tf.train.Checkpoint(epoch=progress["epoch"],
+                                                    train_seconds=progress["train_seconds"],
+                                                    train_images=progress["train_images"]))
     return latest, progress

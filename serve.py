@@ -41,8 +41,9 @@ HOLES = ("center", "facemask", "random")  # what --hole and the page's presets n
 FILLS = ("model", "telea")  # the run's model, or OpenCV's Telea to compare it with
 CHECK_EVERY = 2.0  # seconds between looks for a newer checkpoint
 # Backpressure: restorations (and face searches) run whole, from decoding to the PNG, at most
-# WORKERS at once, each up to a few GB for the largest photo (docs/serve.md), and at most
-# QUEUE more wait; past that a request gets a 503 with RETRY_AFTER at once.
+# WORKERS at once, and at most QUEUE more wait; past that a request gets a 503 with
+# RETRY_AFTER at once. Set by memory: a 50-megapixel photo's restoration peaks at 2.75 GB
+# (docs/serve.md), so two and the model fit in 8 GB; a third would only share the cores.
 WORKERS = 2
 QUEUE = 8
 RETRY_AFTER = 10  # seconds: about what the queue takes to drain for 9-megapixel photos
