@@ -283,3 +283,29 @@ def test_every_value_outside_the_hole_and_its_band_is_kept_in_the_photos_own_mod
         assert len(np.unique(after[keep])) > 60000  # not 256 levels
     else:
         assert np.array_equal(after[..., 3], pixels[..., 3])  # the alpha is never touched
+
+
+def test_each_photo_is_decoded_once_and_its_faces_found_once(trained_run, tmp_path, capsys,
+                                                              monkeypatch):
+    import faces
+    import photo_io
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(3):
+        _photo(folder / f"{index}.png")
+    calls = {"read": [], "faces": 0}
+    read, find = photo_io.read_photo, faces.find_faces
+
+    def counted_read(source):
+        calls["read"].append(os.path.basename(source))
+        return read(source)
+
+    def counted_find(image):
+        calls["faces"] += 1
+        return find(image)
+    monkeypatch.setattr(photo_io, "read_photo", counted_read)
+    monkeypatch.setattr(faces, "find_faces", counted_find)
+    code, out, err = _inpaint(capsys, trained_run, "--input", folder, "--hole", "facemask",
+                              "--output", tmp_path / "out")
+    assert code == 0, err
+    assert sorted(calls["read"]) == ["0.png", "1.png", "2.png"] and calls["faces"] == 3
